@@ -1,0 +1,59 @@
+// swift-tools-version:5.10
+// paligemma-swift: a CPU-first PaliGemma engine and MPI batch service.
+// Layers (dependencies point down only): see docs/architecture.md.
+import PackageDescription
+
+// Kernels need AVX2/FMA: swiftc targets baseline x86-64 unless told otherwise (about 20x slower SIMD).
+#if arch(x86_64)
+let cpuFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+let cCPUFlags: [CSetting] = [.unsafeFlags(["-mavx2", "-mfma", "-mf16c", "-O3"])]
+#else
+let cpuFlags: [SwiftSetting] = []
+let cCPUFlags: [CSetting] = [.unsafeFlags(["-O3"])]
+#endif
+
+let package = Package(
+    name: "paligemma-swift",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "paligemma", targets: ["paligemma"]),
+        .library(name: "PaliTensor", targets: ["PaliTensor"]),
+        .library(name: "PaliWeights", targets: ["PaliWeights"]),
+        .library(name: "PaliTokenizer", targets: ["PaliTokenizer"]),
+        .library(name: "PaliImage", targets: ["PaliImage"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C shims: the only places that see C headers.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .target(name: "CImageCodecs", cSettings: cCPUFlags,
+                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("turbojpeg"), .linkedLibrary("png16")]),
+
+        // Kernels: Tensor, GEMM through OpenBLAS, norms, activations, RoPE, attention.
+        .target(name: "PaliTensor", dependencies: ["CBLAS"], swiftSettings: cpuFlags),
+        // Weights: safetensors (mmap, f32/bf16/f16, sharded index), config.json.
+        .target(name: "PaliWeights", dependencies: ["PaliTensor"], swiftSettings: cpuFlags),
+        // Inputs: SentencePiece tokenizer.
+        .target(name: "PaliTokenizer"),
+        // Inputs: image decode (libjpeg-turbo, libpng), PIL-exact bicubic resize, normalize.
+        .target(name: "PaliImage", dependencies: ["CImageCodecs"], swiftSettings: cpuFlags),
+
+        .executableTarget(
+            name: "paligemma",
+            dependencies: [
+                "PaliTensor", "PaliWeights", "PaliTokenizer", "PaliImage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: cpuFlags),
+
+        .testTarget(name: "PaliTensorTests", dependencies: ["PaliTensor"], swiftSettings: cpuFlags),
+        .testTarget(name: "PaliWeightsTests", dependencies: ["PaliWeights"]),
+        .testTarget(name: "PaliTokenizerTests", dependencies: ["PaliTokenizer"]),
+        .testTarget(name: "PaliImageTests", dependencies: ["PaliImage", "PaliWeights"]),
+    ]
+)

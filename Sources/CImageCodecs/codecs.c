@@ -1,0 +1,3 @@
+#include "CImageCodecs.h"
+
+int cimg_version(void) { return 1; }

@@ -1,0 +1,2 @@
+// Image decode, PIL-exact bicubic resize, normalisation.
+import CImageCodecs

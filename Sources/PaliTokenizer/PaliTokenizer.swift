@@ -1,0 +1,1 @@
+// SentencePiece tokenizer (BPE model of Gemma/PaliGemma).

@@ -1,0 +1,10 @@
+// The `paligemma` command line: one file per subcommand.
+import ArgumentParser
+
+@main
+struct PaliGemmaCLI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "paligemma",
+        abstract: "PaliGemma inference on CPU: single images, batch jobs under mpirun, benchmarks.",
+        subcommands: [TokenizeCommand.self, PreprocessCommand.self])
+}
