@@ -1,0 +1,120 @@
+// Scaled dot-product attention with multi-/grouped-query heads, optional Gemma 2 soft-capping and an
+// additive mask. One sequence at a time: batching happens in the linear layers around it.
+//
+// T = queries, S = keys, H = query heads, KV = key/value heads (head h uses kv head h / (H/KV),
+// transformers' repeat_kv), hd = head dim.
+//   q   [T, H·hd]   rows `qStride` floats apart
+//   k,v [S, KV·hd]  rows `kvStride` floats apart (a KV cache)
+//   out [T, H·hd]   rows `outStride` floats apart
+// scores = q·kᵀ·scale → softcap → + mask [T, S] (0 or -inf) → softmax (f32) → · v
+import CBLAS
+import Foundation
+
+public struct AttentionHeads: Sendable, Equatable {
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public init(heads: Int, kvHeads: Int, headDim: Int) {
+        precondition(heads % kvHeads == 0, "\(heads) query heads are not a multiple of \(kvHeads) kv heads")
+        self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim
+    }
+}
+
+public enum Attention {
+    /// Scratch floats `forward` needs for T queries over S keys.
+    public static func scratchCount(queries: Int, keys: Int) -> Int { queries * keys }
+
+    public static func forward(
+        q: UnsafePointer<Float>, qStride: Int,
+        k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
+        queries t: Int, keys s: Int, heads: AttentionHeads,
+        scale: Float, softcap: Float?, mask: UnsafePointer<Float>?,
+        scratch: UnsafeMutablePointer<Float>,
+        out: UnsafeMutablePointer<Float>, outStride: Int
+    ) {
+        let hd = heads.headDim, group = heads.heads / heads.kvHeads
+        for h in 0..<heads.heads {
+            let g = h / group
+            let qh = q + h * hd, kg = k + g * hd, vg = v + g * hd, oh = out + h * hd
+            // scores[T, S] = scale · q_h · k_gᵀ
+            if t == 1 {
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(s), Int32(hd), scale, kg, Int32(kvStride),
+                            qh, 1, 0, scratch, 1)
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(s), Int32(hd),
+                            scale, qh, Int32(qStride), kg, Int32(kvStride), 0, scratch, Int32(s))
+            }
+            if let cap = softcap { Activations.softcap(scratch, count: t * s, cap: cap) }
+            if let mask { for i in 0..<(t * s) { scratch[i] += mask[i] } }
+            Softmax.rows(scratch, rows: t, width: s)
+            // out_h[T, hd] = probs[T, S] · v_g[S, hd]
+            if t == 1 {
+                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(s), Int32(hd), 1, vg, Int32(kvStride),
+                            scratch, 1, 0, oh, 1)
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(hd), Int32(s),
+                            1, scratch, Int32(s), vg, Int32(kvStride), 0, oh, Int32(outStride))
+            }
+        }
+    }
+}
+
+/// Which keys a query may see, as an additive mask (0 visible, -inf hidden).
+public enum AttentionMask {
+    /// PaliGemma's prefix-LM mask for one sequence (SPEC §2.5), with transformers 5.x sliding windows.
+    /// Positions are 0-based indices into the sequence: queries are `queryStart ..< queryStart + queries`,
+    /// keys `0 ..< keys`. The first `prefixLength` tokens (image + BOS + prompt + "\n") see each other
+    /// fully; later tokens see every earlier token and themselves. With `window`, a query outside the
+    /// prefix block sees only keys with q − k < window; the prefix block stays fully visible inside itself.
+    public static func prefixLM(queryStart: Int, queries: Int, keys: Int, prefixLength: Int,
+                                window: Int? = nil) -> [Float] {
+        var m = [Float](repeating: -.infinity, count: queries * keys)
+        for i in 0..<queries {
+            let q = queryStart + i
+            for k in 0..<keys where visible(query: q, key: k, prefixLength: prefixLength, window: window) {
+                m[i * keys + k] = 0
+            }
+        }
+        return m
+    }
+
+    @inline(__always)
+    public static func visible(query q: Int, key k: Int, prefixLength p: Int, window: Int?) -> Bool {
+        if q < p && k < p { return true }
+        guard k <= q else { return false }
+        if let w = window { return q - k < w }
+        return true
+    }
+}
+
+extension Reference {
+    /// Attention for one sequence in double precision; same layout as `Attention.forward` with packed rows.
+    public static func attention(q: [Float], k: [Float], v: [Float], queries t: Int, keys s: Int,
+                                 heads: AttentionHeads, scale: Double, softcap: Double?,
+                                 mask: [Float]?) -> [Float] {
+        let hd = heads.headDim, hq = heads.heads * hd, hkv = heads.kvHeads * hd
+        let group = heads.heads / heads.kvHeads
+        var out = [Float](repeating: 0, count: t * hq)
+        for h in 0..<heads.heads {
+            let g = h / group
+            for i in 0..<t {
+                var scores = [Double](repeating: 0, count: s)
+                for j in 0..<s {
+                    var d = 0.0
+                    for c in 0..<hd { d += Double(q[i * hq + h * hd + c]) * Double(k[j * hkv + g * hd + c]) }
+                    d *= scale
+                    if let cap = softcap { d = cap * tanh(d / cap) }
+                    if let mask { d += Double(mask[i * s + j]) }
+                    scores[j] = d
+                }
+                let p = softmax(scores)
+                for c in 0..<hd {
+                    var acc = 0.0
+                    for j in 0..<s { acc += p[j] * Double(v[j * hkv + g * hd + c]) }
+                    out[i * hq + h * hd + c] = Float(acc)
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,53 @@
+// Linear layers and matrix products, through OpenBLAS.
+// Weights use PyTorch's layout: W [N, K] (out, in); y = x · Wᵀ + b.
+import CBLAS
+
+public enum Linear {
+    /// y[M, N] = x[M, K] · W[N, K]ᵀ (+ bias[N]).
+    /// One row (decode steps) uses sgemv, 2–4× faster than sgemm with M = 1.
+    public static func forward(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int,
+                               weight w: UnsafePointer<Float>, outFeatures n: Int,
+                               bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+        if m == 1 {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), x, 1, 0, y, 1)
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
+                        1, x, Int32(k), w, Int32(k), 0, y, Int32(n))
+        }
+        if let bias {
+            for r in 0..<m {
+                let row = y + r * n
+                for j in 0..<n { row[j] += bias[j] }
+            }
+        }
+    }
+
+    /// Tensor form: x [..., K], weight [N, K], bias [N] → [..., N].
+    public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
+        let k = x.columns, n = weight.shape[0]
+        precondition(weight.rank == 2 && weight.shape[1] == k, "Linear: x \(x.shape) vs weight \(weight.shape)")
+        precondition(bias == nil || bias!.count == n, "Linear: bias \(bias!.shape) vs weight \(weight.shape)")
+        var outShape = x.shape
+        outShape[outShape.count - 1] = n
+        let y = Tensor(zeros: outShape)
+        forward(x.data, rows: x.rows, inFeatures: k, weight: weight.data, outFeatures: n,
+                bias: bias?.data, into: y.data)
+        return y
+    }
+}
+
+extension Reference {
+    /// y = x · Wᵀ + b in double precision, one dot product at a time.
+    public static func linear(_ x: [Float], rows m: Int, inFeatures k: Int, weight w: [Float], outFeatures n: Int,
+                              bias: [Float]?) -> [Float] {
+        var y = [Float](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = Double(bias?[j] ?? 0)
+                for p in 0..<k { s += Double(x[i * k + p]) * Double(w[j * k + p]) }
+                y[i * n + j] = Float(s)
+            }
+        }
+        return y
+    }
+}

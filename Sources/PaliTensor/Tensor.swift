@@ -1,0 +1,89 @@
+// Tensor: a shape and a block of Float32, row-major (last dimension contiguous).
+//
+// Storage has reference semantics, like a C buffer: two Tensors made from the same storage see each
+// other's writes. Weights are read-only views into a memory-mapped file (the storage's `owner` keeps
+// the mapping alive); activations own their memory. Use `copy()` for an independent tensor.
+
+/// A block of Float32 memory, owned here or borrowed from an owner (e.g. a memory-mapped file).
+public final class TensorStorage: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+    /// Whatever keeps borrowed memory alive; nil when this storage allocated the memory itself.
+    private let owner: AnyObject?
+
+    /// Allocates `count` floats, zeroed.
+    public init(count: Int) {
+        precondition(count >= 0)
+        pointer = .allocate(capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+        self.count = count
+        owner = nil
+    }
+
+    /// Borrows memory that `owner` keeps alive. The pointer must be 4-byte aligned.
+    public init(borrowing pointer: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject) {
+        precondition(Int(bitPattern: pointer) % MemoryLayout<Float>.alignment == 0, "misaligned Float storage")
+        self.pointer = pointer
+        self.count = count
+        self.owner = owner
+    }
+
+    deinit {
+        if owner == nil { pointer.deallocate() }
+    }
+}
+
+public struct Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let storage: TensorStorage
+
+    public var count: Int { storage.count }
+    public var rank: Int { shape.count }
+    /// Raw element pointer (row-major).
+    public var data: UnsafeMutablePointer<Float> { storage.pointer }
+
+    public init(shape: [Int], storage: TensorStorage) {
+        precondition(shape.reduce(1, *) == storage.count, "shape \(shape) does not match \(storage.count) elements")
+        self.shape = shape
+        self.storage = storage
+    }
+
+    /// A zero-filled tensor.
+    public init(zeros shape: [Int]) {
+        self.init(shape: shape, storage: TensorStorage(count: shape.reduce(1, *)))
+    }
+
+    /// A tensor holding a copy of `values`.
+    public init(shape: [Int], values: [Float]) {
+        precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not match \(values.count) values")
+        let s = TensorStorage(count: values.count)
+        values.withUnsafeBufferPointer { s.pointer.update(from: $0.baseAddress!, count: values.count) }
+        self.init(shape: shape, storage: s)
+    }
+
+    /// The elements as an array (a copy).
+    public var scalars: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
+
+    /// An independent copy.
+    public func copy() -> Tensor { Tensor(shape: shape, values: scalars) }
+
+    /// Same storage, new shape of the same element count.
+    public func reshaped(_ newShape: [Int]) -> Tensor { Tensor(shape: newShape, storage: storage) }
+
+    public subscript(flat i: Int) -> Float {
+        get { data[i] }
+        nonmutating set { data[i] = newValue }
+    }
+
+    /// Number of rows when viewed as a matrix [rows, last dimension].
+    public var rows: Int { shape.count <= 1 ? 1 : count / shape[shape.count - 1] }
+    /// The last dimension.
+    public var columns: Int { shape.last ?? 1 }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let head = UnsafeBufferPointer(start: data, count: Swift.min(count, 6)).map { "\($0)" }.joined(separator: ", ")
+        return "Tensor\(shape)[\(head)\(count > 6 ? ", …" : "")]"
+    }
+}

@@ -1,0 +1,65 @@
+// Writes safetensors files: an 8-byte little-endian header length, a JSON header, then the data.
+// Used by the CLI's outputs (`preprocess`, `logits`, `mask`) and by test fixtures.
+import Foundation
+
+/// Element types a safetensors file can hold that this project reads or writes.
+public enum SafetensorsDType: String, Sendable, CaseIterable {
+    case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64"
+    case i64 = "I64", i32 = "I32", u8 = "U8", bool = "BOOL"
+
+    public var byteSize: Int {
+        switch self {
+        case .f64, .i64: return 8
+        case .f32, .i32: return 4
+        case .f16, .bf16: return 2
+        case .u8, .bool: return 1
+        }
+    }
+}
+
+/// One tensor to write: name, dtype, shape and the raw little-endian bytes.
+public struct SafetensorsEntry: Sendable {
+    public var name: String
+    public var dtype: SafetensorsDType
+    public var shape: [Int]
+    public var bytes: [UInt8]
+
+    public init(name: String, dtype: SafetensorsDType, shape: [Int], bytes: [UInt8]) {
+        precondition(bytes.count == shape.reduce(1, *) * dtype.byteSize,
+                     "\(name): \(bytes.count) bytes for shape \(shape) of \(dtype.rawValue)")
+        self.name = name; self.dtype = dtype; self.shape = shape; self.bytes = bytes
+    }
+
+    public static func f32(_ name: String, shape: [Int], _ values: [Float]) -> SafetensorsEntry {
+        SafetensorsEntry(name: name, dtype: .f32, shape: shape,
+                         bytes: values.withUnsafeBytes { Array($0) })
+    }
+
+    public static func i64(_ name: String, shape: [Int], _ values: [Int64]) -> SafetensorsEntry {
+        SafetensorsEntry(name: name, dtype: .i64, shape: shape,
+                         bytes: values.withUnsafeBytes { Array($0) })
+    }
+}
+
+public enum SafetensorsWriter {
+    /// Writes `entries` (in order) to `url`, atomically (temporary file, then rename).
+    public static func write(_ entries: [SafetensorsEntry], metadata: [String: String] = ["format": "pt"],
+                             to url: URL) throws {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for e in entries {
+            header[e.name] = ["dtype": e.dtype.rawValue, "shape": e.shape,
+                              "data_offsets": [offset, offset + e.bytes.count]] as [String: Any]
+            offset += e.bytes.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        // Pad the header with spaces so the data starts 8-byte aligned (as the Python writer does).
+        while (8 + json.count) % 8 != 0 { json.append(0x20) }
+        var out = Data(capacity: 8 + json.count + offset)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for e in entries { out.append(contentsOf: e.bytes) }
+        try out.write(to: url, options: .atomic)
+    }
+}

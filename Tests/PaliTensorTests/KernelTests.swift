@@ -1,0 +1,129 @@
+import Foundation
+import Testing
+@testable import PaliTensor
+
+// Each fast kernel against its slow double-precision reference on random shapes.
+
+@Test(arguments: [(1, 7, 5), (3, 16, 9), (17, 33, 65), (1, 300, 64), (40, 8, 130)])
+func linearMatchesReference(shape: (Int, Int, Int)) {
+    let (m, n, k) = shape
+    var rng = SeededRandom(seed: UInt64(m * 1000 + n * 10 + k))
+    let x = randomFloats(m * k, &rng), w = randomFloats(n * k, &rng), b = randomFloats(n, &rng)
+    let y = Linear.forward(Tensor(shape: [m, k], values: x), weight: Tensor(shape: [n, k], values: w),
+                           bias: Tensor(shape: [n], values: b))
+    let ref = Reference.linear(x, rows: m, inFeatures: k, weight: w, outFeatures: n, bias: b)
+    #expect(y.shape == [m, n])
+    #expect(maxRelativeError(y.scalars, ref) < 1e-5)
+}
+
+@Test(arguments: [(1, 8), (5, 32), (3, 1152)])
+func layerNormMatchesReference(shape: (Int, Int)) {
+    let (r, d) = shape
+    var rng = SeededRandom(seed: UInt64(r * 31 + d))
+    let x = randomFloats(r * d, &rng, scale: 3).map { $0 + 0.7 }
+    let g = randomFloats(d, &rng), b = randomFloats(d, &rng)
+    let y = Norms.layerNorm(Tensor(shape: [r, d], values: x), gamma: Tensor(shape: [d], values: g),
+                            beta: Tensor(shape: [d], values: b), eps: 1e-6)
+    #expect(maxRelativeError(y.scalars, Reference.layerNorm(x, width: d, gamma: g, beta: b, eps: 1e-6)) < 1e-5)
+}
+
+@Test(arguments: [(1, 8), (5, 64), (2, 2048)])
+func rmsNormMatchesReference(shape: (Int, Int)) {
+    let (r, d) = shape
+    var rng = SeededRandom(seed: UInt64(r * 17 + d))
+    let x = randomFloats(r * d, &rng, scale: 5), w = randomFloats(d, &rng, scale: 0.5)
+    let y = Norms.rmsNorm(Tensor(shape: [r, d], values: x), weight: Tensor(shape: [d], values: w), eps: 1e-6)
+    #expect(maxRelativeError(y.scalars, Reference.rmsNorm(x, width: d, weight: w, eps: 1e-6)) < 1e-5)
+}
+
+@Test func geluAndGegluMatchReference() {
+    var rng = SeededRandom(seed: 7)
+    let f = 37, r = 3
+    let gu = randomFloats(r * 2 * f, &rng, scale: 6)
+    var out = [Float](repeating: 0, count: r * f)
+    gu.withUnsafeBufferPointer { g in out.withUnsafeMutableBufferPointer { o in
+        Activations.geglu(gateUp: g.baseAddress!, rows: r, features: f, into: o.baseAddress!) } }
+    var ref = [Float](repeating: 0, count: r * f)
+    for row in 0..<r { for i in 0..<f {
+        ref[row * f + i] = Float(Reference.geluTanh(Double(gu[row * 2 * f + i])) * Double(gu[row * 2 * f + f + i]))
+    } }
+    #expect(maxRelativeError(out, ref) < 1e-5)
+    // Known values of the tanh approximation.
+    #expect(abs(Activations.geluTanh(0)) == 0)
+    #expect(abs(Activations.geluTanh(1) - 0.8411920) < 1e-6)
+    #expect(abs(Activations.geluTanh(-3) - (-0.0036373)) < 1e-6)
+}
+
+@Test func softmaxMatchesReferenceAndHandlesMaskedRows() {
+    var rng = SeededRandom(seed: 9)
+    var x = randomFloats(4 * 11, &rng, scale: 20)
+    x[3] = -.infinity
+    for i in 22..<33 { x[i] = -.infinity }  // a fully masked row
+    let input = x
+    x.withUnsafeMutableBufferPointer { Softmax.rows($0.baseAddress!, rows: 4, width: 11) }
+    for r in 0..<4 {
+        let ref = Reference.softmax((0..<11).map { Double(input[r * 11 + $0]) })
+        for i in 0..<11 { #expect(abs(Double(x[r * 11 + i]) - ref[i]) < 1e-6) }
+    }
+    #expect(x[3] == 0)
+}
+
+@Test(arguments: [8, 16, 256])
+func ropeMatchesReference(headDim: Int) {
+    var rng = SeededRandom(seed: UInt64(headDim))
+    let positions = [1, 2, 17, 300]
+    let heads = 3
+    let x = randomFloats(positions.count * heads * headDim, &rng)
+    var y = x
+    let table = RoPETable(positions: positions, headDim: headDim, theta: 10_000)
+    y.withUnsafeMutableBufferPointer { table.apply($0.baseAddress!, rows: positions.count, rowStride: heads * headDim, heads: heads) }
+    for (r, pos) in positions.enumerated() {
+        for h in 0..<heads {
+            let start = (r * heads + h) * headDim
+            let ref = Reference.rope(Array(x[start..<start + headDim]), position: pos, theta: 10_000)
+            // f32 angles at position 300 carry ~1e-5 relative error in θ.
+            #expect(maxRelativeError(Array(y[start..<start + headDim]), ref) < 5e-4)
+        }
+    }
+}
+
+@Test(arguments: [
+    (1, 9, 4, 1, 8, false), (5, 5, 4, 2, 6, true), (7, 12, 8, 8, 16, false), (3, 20, 6, 3, 10, true),
+])
+func attentionMatchesReference(c: (Int, Int, Int, Int, Int, Bool)) {
+    let (t, s, h, kv, hd, cap) = c
+    var rng = SeededRandom(seed: UInt64(t * 100 + s))
+    let heads = AttentionHeads(heads: h, kvHeads: kv, headDim: hd)
+    let q = randomFloats(t * h * hd, &rng, scale: 2), k = randomFloats(s * kv * hd, &rng, scale: 2)
+    let v = randomFloats(s * kv * hd, &rng)
+    let mask = AttentionMask.prefixLM(queryStart: s - t, queries: t, keys: s, prefixLength: max(1, s - t - 1),
+                                      window: cap ? 4 : nil)
+    var out = [Float](repeating: 0, count: t * h * hd)
+    var scratch = [Float](repeating: 0, count: Attention.scratchCount(queries: t, keys: s))
+    let scale = 1 / Float(hd).squareRoot()
+    q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+        mask.withUnsafeBufferPointer { mp in scratch.withUnsafeMutableBufferPointer { sp in
+            out.withUnsafeMutableBufferPointer { op in
+                Attention.forward(q: qp.baseAddress!, qStride: h * hd, k: kp.baseAddress!, v: vp.baseAddress!,
+                                  kvStride: kv * hd, queries: t, keys: s, heads: heads, scale: scale,
+                                  softcap: cap ? 1.5 : nil, mask: mp.baseAddress!, scratch: sp.baseAddress!,
+                                  out: op.baseAddress!, outStride: h * hd)
+            } } } } } }
+    let ref = Reference.attention(q: q, k: k, v: v, queries: t, keys: s, heads: heads, scale: Double(scale),
+                                  softcap: cap ? 1.5 : nil, mask: mask)
+    #expect(maxRelativeError(out, ref) < 1e-5)
+}
+
+@Test func prefixLMMaskRules() {
+    // 4 prefix tokens, then 3 generated; window 2 for the sliding variant.
+    let full = AttentionMask.prefixLM(queryStart: 0, queries: 7, keys: 7, prefixLength: 4)
+    for q in 0..<7 { for k in 0..<7 {
+        let expected = (q < 4 && k < 4) || k <= q
+        #expect((full[q * 7 + k] == 0) == expected, "q \(q) k \(k)")
+    } }
+    let sliding = AttentionMask.prefixLM(queryStart: 0, queries: 7, keys: 7, prefixLength: 4, window: 2)
+    #expect(sliding[0 * 7 + 3] == 0)           // prefix sees the whole prefix
+    #expect(sliding[5 * 7 + 4] == 0)           // q − k = 1 < 2
+    #expect(sliding[5 * 7 + 3] == -.infinity)  // q − k = 2, outside the window
+    #expect(sliding[4 * 7 + 5] == -.infinity)  // never the future
+}
