@@ -21,6 +21,8 @@ let package = Package(
         .library(name: "PaliWeights", targets: ["PaliWeights"]),
         .library(name: "PaliTokenizer", targets: ["PaliTokenizer"]),
         .library(name: "PaliImage", targets: ["PaliImage"]),
+        .library(name: "PaliModels", targets: ["PaliModels"]),
+        .library(name: "PaliGeneration", targets: ["PaliGeneration"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -43,10 +45,16 @@ let package = Package(
         // Inputs: image decode (libjpeg-turbo, libpng), PIL-exact bicubic resize, normalize.
         .target(name: "PaliImage", dependencies: ["CImageCodecs"], swiftSettings: cpuFlags),
 
+        // Models: SigLIP, projector, Gemma / Gemma 2, PaliGemma. Pure: tensors in, tensors out.
+        .target(name: "PaliModels", dependencies: ["PaliTensor", "PaliWeights"], swiftSettings: cpuFlags),
+
+        // Generation: prompt format, prefill/decode with KV caches, sampler, task parsers.
+        .target(name: "PaliGeneration", dependencies: ["PaliModels", "PaliTensor"], swiftSettings: cpuFlags),
+
         .executableTarget(
             name: "paligemma",
             dependencies: [
-                "PaliTensor", "PaliWeights", "PaliTokenizer", "PaliImage",
+                "PaliTensor", "PaliWeights", "PaliTokenizer", "PaliImage", "PaliModels", "PaliGeneration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags),

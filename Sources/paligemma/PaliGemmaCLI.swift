@@ -6,5 +6,5 @@ struct PaliGemmaCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "paligemma",
         abstract: "PaliGemma inference on CPU: single images, batch jobs under mpirun, benchmarks.",
-        subcommands: [TokenizeCommand.self, PreprocessCommand.self])
+        subcommands: [TokenizeCommand.self, PreprocessCommand.self, BenchCommand.self])
 }

@@ -41,12 +41,10 @@ func rmsNormMatchesReference(shape: (Int, Int)) {
     let f = 37, r = 3
     let gu = randomFloats(r * 2 * f, &rng, scale: 6)
     var out = [Float](repeating: 0, count: r * f)
-    gu.withUnsafeBufferPointer { g in out.withUnsafeMutableBufferPointer { o in
-        Activations.geglu(gateUp: g.baseAddress!, rows: r, features: f, into: o.baseAddress!) } }
-    var ref = [Float](repeating: 0, count: r * f)
-    for row in 0..<r { for i in 0..<f {
-        ref[row * f + i] = Float(Reference.geluTanh(Double(gu[row * 2 * f + i])) * Double(gu[row * 2 * f + f + i]))
-    } }
+    let gate = Array(gu[0..<(r * f)]), up = Array(gu[(r * f)...])
+    gate.withUnsafeBufferPointer { g in up.withUnsafeBufferPointer { u in out.withUnsafeMutableBufferPointer { o in
+        Activations.geglu(gate: g.baseAddress!, up: u.baseAddress!, count: r * f, into: o.baseAddress!) } } }
+    let ref = (0..<(r * f)).map { Float(Reference.geluTanh(Double(gate[$0])) * Double(up[$0])) }
     #expect(maxRelativeError(out, ref) < 1e-5)
     // Known values of the tanh approximation.
     #expect(abs(Activations.geluTanh(0)) == 0)
@@ -126,4 +124,26 @@ func attentionMatchesReference(c: (Int, Int, Int, Int, Int, Bool)) {
     #expect(sliding[5 * 7 + 4] == 0)           // q − k = 1 < 2
     #expect(sliding[5 * 7 + 3] == -.infinity)  // q − k = 2, outside the window
     #expect(sliding[4 * 7 + 5] == -.infinity)  // never the future
+}
+
+@Test func vectorExpAndTanhMatchLibm() {
+    // Dense grids over the ranges that matter; exp within a few ulp, tanh within 2e-7 absolute.
+    let xs = stride(from: -90.0 as Float, through: 88.3, by: 0.0137).map { $0 }
+    var worstExp: Float = 0, worstTanh: Float = 0
+    var i = 0
+    while i + 8 <= xs.count {
+        let v = SIMD8<Float>(xs[i..<i + 8])
+        let e = VectorMath.exp(v), t = VectorMath.tanh(v)
+        for l in 0..<8 {
+            let ref = expf(v[l])
+            if v[l] >= -87.3 { worstExp = max(worstExp, abs(e[l] - ref) / ref) }
+            worstTanh = max(worstTanh, abs(t[l] - tanhf(v[l])))
+        }
+        i += 8
+    }
+    #expect(worstExp < 5e-7, "exp relative error \(worstExp)")
+    #expect(worstTanh < 3e-7, "tanh absolute error \(worstTanh)")
+    #expect(VectorMath.tanh(SIMD8(repeating: 1e4))[0] == 1)
+    #expect(VectorMath.tanh(SIMD8(repeating: -1e4))[0] == -1)
+    #expect(VectorMath.exp(SIMD8(repeating: -.infinity))[0] == 0)
 }

@@ -10,21 +10,18 @@ public enum Activations {
     }
 
     public static func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { x[i] = geluTanh(x[i]) }
+        VectorMath.geluTanh(x, count: count)
     }
 
-    /// GeGLU over a fused [R, 2F] buffer holding gate | up per row: out[R, F] = gelu(gate) · up.
-    public static func geglu(gateUp: UnsafePointer<Float>, rows: Int, features f: Int,
+    /// GeGLU: out[i] = gelu(gate[i]) · up[i]; `out` may alias `gate`.
+    public static func geglu(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int,
                              into out: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let g = gateUp + r * 2 * f, u = g + f, o = out + r * f
-            for i in 0..<f { o[i] = geluTanh(g[i]) * u[i] }
-        }
+        VectorMath.geglu(gate: gate, up: up, count: count, into: out)
     }
 
     /// s = cap · tanh(s / cap) (Gemma 2 soft-capping).
     public static func softcap(_ x: UnsafeMutablePointer<Float>, count: Int, cap: Float) {
-        for i in 0..<count { x[i] = cap * tanhf(x[i] / cap) }
+        VectorMath.softcap(x, count: count, cap: cap)
     }
 }
 

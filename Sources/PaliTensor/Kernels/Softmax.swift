@@ -9,9 +9,7 @@ public enum Softmax {
             var m = -Float.infinity
             for i in 0..<n { m = max(m, row[i]) }
             if m == -.infinity { for i in 0..<n { row[i] = 0 }; continue }
-            var s: Float = 0
-            for i in 0..<n { let e = expf(row[i] - m); row[i] = e; s += e }
-            let inv = 1 / s
+            let inv = 1 / VectorMath.expShifted(row, count: n, minus: m)
             for i in 0..<n { row[i] *= inv }
         }
     }

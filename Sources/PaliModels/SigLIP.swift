@@ -1,0 +1,110 @@
+// SigLIP vision tower (So400m/14 in PaliGemma) and the projector, SPEC §2.1.
+// Patch embedding as one GEMM over flattened patches, learned positions, pre-LN encoder blocks,
+// post-LN, no pooling head. B = images, N = patches per image, D = width, F = MLP width.
+import PaliTensor
+
+public final class SiglipVisionTower: @unchecked Sendable {
+    public let hyper: VisionHyperparameters
+
+    struct Layer {
+        let ln1w, ln1b, qw, qb, kw, kb, vw, vb, ow, ob, ln2w, ln2b, fc1w, fc1b, fc2w, fc2b: Tensor
+    }
+
+    let patchWeight: Tensor   // [D, 3·P·P] (Conv2d weight [D, 3, P, P] flattened)
+    let patchBias: Tensor     // [D]
+    let positions: Tensor     // [N, D]
+    let layers: [Layer]
+    let postLNWeight, postLNBias: Tensor
+
+    public init(hyper h: VisionHyperparameters, weights: WeightSource) throws {
+        hyper = h
+        let p = TensorName.vision, d = h.width, f = h.mlpWidth
+        patchWeight = try weights.tensor("\(p)embeddings.patch_embedding.weight", shape: [d, 3, h.patchSize, h.patchSize])
+            .reshaped([d, h.patchInputs])
+        patchBias = try weights.tensor("\(p)embeddings.patch_embedding.bias", shape: [d])
+        positions = try weights.tensor("\(p)embeddings.position_embedding.weight", shape: [h.tokens, d])
+        layers = try (0..<h.layers).map { i in
+            let l = TensorName.visionLayer(i)
+            func t(_ n: String, _ s: [Int]) throws -> Tensor { try weights.tensor(l + n, shape: s) }
+            return Layer(
+                ln1w: try t("layer_norm1.weight", [d]), ln1b: try t("layer_norm1.bias", [d]),
+                qw: try t("self_attn.q_proj.weight", [d, d]), qb: try t("self_attn.q_proj.bias", [d]),
+                kw: try t("self_attn.k_proj.weight", [d, d]), kb: try t("self_attn.k_proj.bias", [d]),
+                vw: try t("self_attn.v_proj.weight", [d, d]), vb: try t("self_attn.v_proj.bias", [d]),
+                ow: try t("self_attn.out_proj.weight", [d, d]), ob: try t("self_attn.out_proj.bias", [d]),
+                ln2w: try t("layer_norm2.weight", [d]), ln2b: try t("layer_norm2.bias", [d]),
+                fc1w: try t("mlp.fc1.weight", [f, d]), fc1b: try t("mlp.fc1.bias", [f]),
+                fc2w: try t("mlp.fc2.weight", [d, f]), fc2b: try t("mlp.fc2.bias", [d]))
+        }
+        postLNWeight = try weights.tensor("\(p)post_layernorm.weight", shape: [d])
+        postLNBias = try weights.tensor("\(p)post_layernorm.bias", shape: [d])
+    }
+
+    /// pixel values [B, 3, S, S] → last_hidden_state [B, N, D] (after post_layernorm).
+    public func callAsFunction(_ pixels: Tensor) -> Tensor {
+        let h = hyper, s = h.imageSize, ps = h.patchSize, n = h.patchesPerSide, d = h.width
+        precondition(pixels.rank == 4 && pixels.shape[1] == 3 && pixels.shape[2] == s && pixels.shape[3] == s,
+                     "vision tower expects pixel values [B, 3, \(s), \(s)], got \(pixels.shape)")
+        let b = pixels.shape[0], rows = b * h.tokens
+
+        // Flatten each patch in (channel, ky, kx) order: row t = pr·n + pc of image b.
+        let patches = Tensor(zeros: [rows, h.patchInputs])
+        for img in 0..<b {
+            for pr in 0..<n { for pc in 0..<n {
+                var dst = patches.data + ((img * h.tokens) + pr * n + pc) * h.patchInputs
+                for c in 0..<3 { for ky in 0..<ps {
+                    let src = pixels.data + ((img * 3 + c) * s + pr * ps + ky) * s + pc * ps
+                    dst.update(from: src, count: ps)
+                    dst += ps
+                } }
+            } }
+        }
+        let x = Linear.forward(patches, weight: patchWeight, bias: patchBias)
+        for img in 0..<b {
+            let base = x.data + img * h.tokens * d
+            for i in 0..<(h.tokens * d) { base[i] += positions.data[i] }
+        }
+
+        let y = Tensor(zeros: [rows, d])
+        let q = Tensor(zeros: [rows, d]), k = Tensor(zeros: [rows, d]), v = Tensor(zeros: [rows, d])
+        let attn = Tensor(zeros: [rows, d])
+        let hidden = Tensor(zeros: [rows, h.mlpWidth])
+        let scratch = Tensor(zeros: [Attention.scratchCount(queries: h.tokens, keys: h.tokens)])
+        let heads = AttentionHeads(heads: h.heads, kvHeads: h.heads, headDim: h.headDim)
+        let scale = 1 / Float(h.headDim).squareRoot()
+
+        for layer in layers {
+            Norms.layerNorm(x.data, rows: rows, width: d, gamma: layer.ln1w.data, beta: layer.ln1b.data, eps: h.eps, into: y.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.qw.data, outFeatures: d, bias: layer.qb.data, into: q.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.kw.data, outFeatures: d, bias: layer.kb.data, into: k.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.vw.data, outFeatures: d, bias: layer.vb.data, into: v.data)
+            for img in 0..<b {
+                let off = img * h.tokens * d
+                Attention.forward(q: q.data + off, qStride: d, k: k.data + off, v: v.data + off, kvStride: d,
+                                  queries: h.tokens, keys: h.tokens, heads: heads, scale: scale, softcap: nil,
+                                  mask: nil, scratch: scratch.data, out: attn.data + off, outStride: d)
+            }
+            Linear.forward(attn.data, rows: rows, inFeatures: d, weight: layer.ow.data, outFeatures: d, bias: layer.ob.data, into: y.data)
+            Elementwise.add(y.data, into: x.data, count: rows * d)
+
+            Norms.layerNorm(x.data, rows: rows, width: d, gamma: layer.ln2w.data, beta: layer.ln2b.data, eps: h.eps, into: y.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.fc1w.data, outFeatures: h.mlpWidth, bias: layer.fc1b.data, into: hidden.data)
+            Activations.geluTanh(hidden.data, count: rows * h.mlpWidth)
+            Linear.forward(hidden.data, rows: rows, inFeatures: h.mlpWidth, weight: layer.fc2w.data, outFeatures: d, bias: layer.fc2b.data, into: y.data)
+            Elementwise.add(y.data, into: x.data, count: rows * d)
+        }
+        Norms.layerNorm(x.data, rows: rows, width: d, gamma: postLNWeight.data, beta: postLNBias.data, eps: h.eps, into: y.data)
+        return y.reshaped([b, h.tokens, d])
+    }
+}
+
+/// `multi_modal_projector.linear`: vision width → decoder width, with bias, no activation.
+public final class Projector: @unchecked Sendable {
+    let weight, bias: Tensor
+    public init(visionWidth: Int, textWidth: Int, weights: WeightSource) throws {
+        weight = try weights.tensor("\(TensorName.projector)weight", shape: [textWidth, visionWidth])
+        bias = try weights.tensor("\(TensorName.projector)bias", shape: [textWidth])
+    }
+    /// [B, N, Dv] → [B, N, D]
+    public func callAsFunction(_ x: Tensor) -> Tensor { Linear.forward(x, weight: weight, bias: bias) }
+}

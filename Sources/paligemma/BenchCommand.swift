@@ -1,0 +1,120 @@
+// `paligemma bench`: vision images/s, prefill tokens/s and decode tokens/s on random weights made
+// in-process, at PaliGemma-3B-224 widths by default, beside the machine's measured sgemm rate.
+import ArgumentParser
+import Foundation
+import PaliGeneration
+import PaliModels
+import PaliTensor
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time vision, prefill and decode on random weights; print JSON.")
+
+    @Option(help: "Model shape preset: pg1-3b-224 or pg2-3b-224.") var preset: String = "pg1-3b-224"
+    @Option(help: "Vision layers (default: the preset's).") var visionLayers: Int?
+    @Option(help: "Decoder layers (default: the preset's).") var textLayers: Int?
+    @Option(help: "Text tokens after the image tokens in the prefill prompt.") var promptTokens: Int = 8
+    @Option(help: "Decode steps to time.") var decodeSteps: Int = 8
+    @Option(help: "Images in the batched vision measurement.") var visionBatch: Int = 4
+    @Option(help: "BLAS threads (default: OpenBLAS's choice).") var threads: Int?
+
+    func run() throws {
+        if let threads { BLAS.threads = threads }
+        var hyper = try ModelPresets.named(preset)
+        if let v = visionLayers { hyper.vision.layers = v }
+        if let t = textLayers {
+            hyper.decoder.layers = t
+            hyper.decoder.slidingLayers = Array(hyper.decoder.slidingLayers.prefix(t))
+        }
+        let sgemm = measureSGEMM()
+        log("sgemm: \(String(format: "%.1f", sgemm)) GFLOP/s; making random weights…")
+        let model = try PaliGemmaModel(hyper: hyper, weights: RandomWeights(seed: 1))
+        let gen = Generator(model: model)
+        let v = hyper.vision, d = hyper.decoder
+        let s = v.imageSize
+
+        func pixels(_ b: Int) -> Tensor {
+            let t = Tensor(zeros: [b, 3, s, s])
+            for i in 0..<t.count { t.data[i] = Float((i * 7919) % 255) / 127.5 - 1 }
+            return t
+        }
+        // Vision.
+        _ = model.imageFeatures(pixels(1))  // warm-up
+        let v1 = time { _ = model.imageFeatures(pixels(1)) }
+        let vb = time { _ = model.imageFeatures(pixels(visionBatch)) }
+        let visionFlops = Double(FLOPs.vision(v) + FLOPs.projector(v, textWidth: d.width))
+
+        // Prefill of image tokens + prompt, last-row logits.
+        let ids = Array(repeating: hyper.imageTokenID, count: v.tokens) + [hyper.bosID]
+            + (0..<promptTokens).map { 1000 + $0 }
+        let features = model.imageFeatures(pixels(1)).reshaped([v.tokens, d.width])
+        var cache = model.decoder.makeCache(capacity: ids.count + decodeSteps)
+        let prefill = time {
+            cache = model.decoder.makeCache(capacity: ids.count + decodeSteps)
+            let x = model.embed(ids: ids, imageFeatures: features)
+            model.decoder.forward(x, steps: [SequenceStep(tokens: ids.count, cache: cache, prefixLength: ids.count)])
+            _ = model.decoder.logits(x, rows: [ids.count - 1])
+        }
+        let prefillFlops = Double(FLOPs.decoder(d, tokens: ids.count, context: ids.count) + FLOPs.head(d, rows: 1))
+
+        // Decode at batch 1 and 8.
+        func decode(batch: Int) -> Double {
+            let caches = (0..<batch).map { _ -> KVCache in
+                let c = model.decoder.makeCache(capacity: ids.count + decodeSteps + 1)
+                let x = model.embed(ids: ids, imageFeatures: features)
+                model.decoder.forward(x, steps: [SequenceStep(tokens: ids.count, cache: c, prefixLength: ids.count)])
+                return c
+            }
+            return time {
+                for step in 0..<decodeSteps {
+                    let x = model.decoder.embed(Array(repeating: 1000 + step, count: batch))
+                    model.decoder.forward(x, steps: caches.map { SequenceStep(tokens: 1, cache: $0, prefixLength: ids.count) })
+                    _ = model.decoder.logits(x, rows: Array(0..<batch))
+                }
+            } / Double(decodeSteps)
+        }
+        let d1 = decode(batch: 1), d8 = decode(batch: 8)
+
+        // End to end: one image, 16 greedy tokens (the transformers figure is 28.6 s at full size).
+        let e2e = time {
+            _ = gen.generate([GenerationRequest(promptIDs: ids, pixelValues: pixels(1).reshaped([3, s, s]), maxNewTokens: 16)])
+        }
+
+        func pct(_ flops: Double, _ seconds: Double) -> Double { (flops / seconds / 1e9) / sgemm }
+        let report: [String: Any] = [
+            "preset": preset, "vision_layers": v.layers, "text_layers": d.layers,
+            "blas_threads": BLAS.threads,
+            "sgemm_gflops": round1(sgemm),
+            "vision": ["images_per_s_batch1": round3(1 / v1), "images_per_s_batch\(visionBatch)": round3(Double(visionBatch) / vb),
+                       "seconds_batch1": round3(v1), "fraction_of_sgemm_batch1": round3(pct(visionFlops, v1)),
+                       "fraction_of_sgemm_batch\(visionBatch)": round3(pct(visionFlops * Double(visionBatch), vb))],
+            "prefill": ["tokens": ids.count, "seconds": round3(prefill), "tokens_per_s": round1(Double(ids.count) / prefill),
+                        "fraction_of_sgemm": round3(pct(prefillFlops, prefill))],
+            "decode": ["seconds_per_step_batch1": round3(d1), "tokens_per_s_batch1": round3(1 / d1),
+                       "seconds_per_step_batch8": round3(d8), "tokens_per_s_batch8": round3(8 / d8)],
+            "generate_16_tokens_seconds": round3(e2e),
+        ]
+        let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    func measureSGEMM() -> Double {
+        let n = 2048
+        let a = Tensor(zeros: [n, n]), b = Tensor(zeros: [n, n]), c = Tensor(zeros: [n, n])
+        for i in 0..<a.count { a.data[i] = Float(i % 13) * 0.01; b.data[i] = Float(i % 7) * 0.01 }
+        BLAS.sgemm(m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, transposeB: true, c: c.data, ldc: n)
+        let reps = 4
+        let t = time { for _ in 0..<reps { BLAS.sgemm(m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, transposeB: true, c: c.data, ldc: n) } }
+        return 2 * Double(n * n * n) * Double(reps) / t / 1e9
+    }
+}
+
+func time(_ body: () -> Void) -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+func round1(_ x: Double) -> Double { (x * 10).rounded() / 10 }
+func round3(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
+func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
