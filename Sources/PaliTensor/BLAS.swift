@@ -19,6 +19,9 @@ public enum BLAS {
     /// Number of threads OpenBLAS uses.
     public static var threads: Int {
         get { Int(openblas_get_num_threads()) }
-        set { openblas_set_num_threads(Int32(newValue)) }
+        set {
+            openblas_set_num_threads(Int32(newValue))
+            Parallel.threads = newValue
+        }
     }
 }

@@ -147,3 +147,23 @@ func attentionMatchesReference(c: (Int, Int, Int, Int, Int, Bool)) {
     #expect(VectorMath.tanh(SIMD8(repeating: -1e4))[0] == -1)
     #expect(VectorMath.exp(SIMD8(repeating: -.infinity))[0] == 0)
 }
+
+@Test(arguments: [(1, 33, 7), (3, 40, 64), (5, 17, 100), (16, 9, 2048), (2, 300, 15)])
+func skinnyMatchesReferenceAndIsBatchInvariant(shape: (Int, Int, Int)) {
+    let (m, n, k) = shape
+    var rng = SeededRandom(seed: UInt64(m * 7 + n * 3 + k))
+    let x = randomFloats(m * k, &rng), w = randomFloats(n * k, &rng)
+    var y = [Float](repeating: 0, count: m * n)
+    x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
+        Skinny.matmulBT(xp.baseAddress!, rows: m, inFeatures: k, weight: wp.baseAddress!, outFeatures: n, into: yp.baseAddress!)
+    } } }
+    #expect(maxRelativeError(y, Reference.linear(x, rows: m, inFeatures: k, weight: w, outFeatures: n, bias: nil)) < 1e-5)
+    // Row r computed alone is bit-identical to row r computed in the batch.
+    for r in 0..<m {
+        var alone = [Float](repeating: 0, count: n)
+        x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in alone.withUnsafeMutableBufferPointer { yp in
+            Skinny.matmulBT(xp.baseAddress! + r * k, rows: 1, inFeatures: k, weight: wp.baseAddress!, outFeatures: n, into: yp.baseAddress!)
+        } } }
+        #expect(alone == Array(y[(r * n)..<((r + 1) * n)]))
+    }
+}

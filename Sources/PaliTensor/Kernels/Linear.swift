@@ -4,12 +4,13 @@ import CBLAS
 
 public enum Linear {
     /// y[M, N] = x[M, K] · W[N, K]ᵀ (+ bias[N]).
-    /// One row (decode steps) uses sgemv, 2–4× faster than sgemm with M = 1.
+    /// Few rows (decode steps) use the memory-bound `Skinny` kernel (sgemm with small M packs the whole
+    /// weight matrix first; sgemv would make a row's result depend on the batch size).
     public static func forward(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int,
                                weight w: UnsafePointer<Float>, outFeatures n: Int,
                                bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
-        if m == 1 {
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), x, 1, 0, y, 1)
+        if m <= Skinny.maxRows {
+            Skinny.matmulBT(x, rows: m, inFeatures: k, weight: w, outFeatures: n, into: y)
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
                         1, x, Int32(k), w, Int32(k), 0, y, Int32(n))
