@@ -62,6 +62,8 @@ let package = Package(
         .testTarget(name: "PaliTensorTests", dependencies: ["PaliTensor"], swiftSettings: cpuFlags),
         .testTarget(name: "PaliWeightsTests", dependencies: ["PaliWeights"]),
         .testTarget(name: "PaliTokenizerTests", dependencies: ["PaliTokenizer"]),
+        .testTarget(name: "PaliModelsTests", dependencies: ["PaliModels", "PaliGeneration", "PaliWeights", "PaliTensor"],
+                    swiftSettings: cpuFlags),
         .testTarget(name: "PaliImageTests", dependencies: ["PaliImage", "PaliWeights"]),
     ]
 )

@@ -15,15 +15,21 @@ public final class RandomWeights: WeightSource {
 
     public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         let t = Tensor(zeros: shape)
-        let p = t.data, n = t.count, s = scale
-        var x = state
-        for i in 0..<n {
-            // xorshift64*: fast enough for billions of values.
-            x ^= x >> 12; x ^= x << 25; x ^= x >> 27
-            let r = x &* 0x2545_F491_4F6C_DD1D
-            p[i] = (Float(r >> 40) / Float(1 << 24) * 2 - 1) * s
+        let p = t.data, s = scale
+        let seed = state
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        // Chunks of 1M values, each from its own xorshift64* stream: fast and independent of threads.
+        let chunk = 1 << 20
+        Parallel.forEachChunk((t.count + chunk - 1) / chunk) { chunks in
+            for c in chunks {
+                var x = (seed ^ UInt64(c + 1) &* 0x9E37_79B9_7F4A_7C15) | 1
+                for i in (c * chunk)..<min(t.count, (c + 1) * chunk) {
+                    x ^= x >> 12; x ^= x << 25; x ^= x >> 27
+                    let r = x &* 0x2545_F491_4F6C_DD1D
+                    p[i] = (Float(r >> 40) / Float(1 << 24) * 2 - 1) * s
+                }
+            }
         }
-        state = x
         return t
     }
 }
