@@ -1,11 +1,119 @@
+// `paligemma tokenize`: encode text with a tokenizer.model, print {"ids", "text"} as JSON.
 import ArgumentParser
+import Foundation
+import PaliTokenizer
 
 struct TokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
-        abstract: "Encode text with a SentencePiece tokenizer.model and print {\"ids\", \"text\"} as JSON.")
+        abstract: "Encode text with a SentencePiece tokenizer.model and print {\"ids\", \"text\"} as JSON.",
+        discussion: """
+            Prints one JSON line {"ids": [...], "text": "..."}: ids are what sentencepiece's \
+            encode(TEXT) returns (no BOS/EOS), text is sentencepiece's decode(ids) (an unknown \
+            character without byte fallback shows as " ⁇ "). With --text-file, each line of the \
+            file (split on \\n only) is one text and gets one JSON line.
+            """)
+
+    @Option(help: ArgumentHelp("A SentencePiece tokenizer.model, or a model directory holding one.",
+                               valueName: "path"))
+    var tokenizer: String
+
+    @Option(help: "The text to encode (use --text=TEXT for text that starts with '-').")
+    var text: String?
+
+    @Option(help: ArgumentHelp("A UTF-8 file with one text per line; prints one JSON line per text.",
+                               valueName: "path"))
+    var textFile: String?
+
+    func validate() throws {
+        guard (text == nil) != (textFile == nil) else {
+            throw ValidationError("pass exactly one of --text and --text-file")
+        }
+    }
 
     func run() throws {
-        throw ValidationError("not implemented yet")
+        let model = try SentencePieceTokenizer(contentsOf: URL(fileURLWithPath: tokenizer))
+        var out = JSONLineWriter()
+        if let text {
+            let ids = model.encode(text)
+            out.write(ids: ids, text: model.decode(ids, skipSpecialTokens: false))
+        } else if let textFile {
+            guard let data = FileManager.default.contents(atPath: textFile) else {
+                throw ValidationError("cannot read --text-file \(textFile): check that the file exists")
+            }
+            let bytes = [UInt8](data)
+            bytes.withUnsafeBufferPointer { buffer in
+                var start = 0
+                while start < buffer.count {  // a final newline ends the last line
+                    var end = start
+                    while end < buffer.count && buffer[end] != 0x0A { end += 1 }
+                    let line = String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<end]), as: UTF8.self)
+                    let ids = model.encode(line)
+                    out.write(ids: ids, text: model.decode(ids, skipSpecialTokens: false))
+                    start = end + 1
+                }
+            }
+        }
+        out.flush()
+    }
+}
+
+/// Writes {"ids": [...], "text": "..."} lines byte-for-byte as Python's
+/// json.dumps({"ids": ids, "text": text}, ensure_ascii=False) does.
+struct JSONLineWriter {
+    private var buffer: [UInt8] = []
+
+    mutating func write(ids: [Int], text: String) {
+        buffer.append(contentsOf: Array(#"{"ids": ["#.utf8))
+        for (i, id) in ids.enumerated() {
+            if i > 0 { buffer.append(contentsOf: [0x2C, 0x20]) }
+            writeDecimal(id)
+        }
+        buffer.append(contentsOf: Array(#"], "text": ""#.utf8))
+        let hex = Array("0123456789abcdef".utf8)
+        for byte in text.utf8 {
+            switch byte {
+            case 0x22: buffer.append(contentsOf: [0x5C, 0x22])                   // \"
+            case 0x5C: buffer.append(contentsOf: [0x5C, 0x5C])                   // \\
+            case 0x0A: buffer.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+            case 0x0D: buffer.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+            case 0x09: buffer.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+            case 0x08: buffer.append(contentsOf: [0x5C, UInt8(ascii: "b")])
+            case 0x0C: buffer.append(contentsOf: [0x5C, UInt8(ascii: "f")])
+            case 0..<0x20:
+                buffer.append(contentsOf: Array(#"\u00"#.utf8))
+                buffer.append(hex[Int(byte >> 4)])
+                buffer.append(hex[Int(byte & 15)])
+            default: buffer.append(byte)
+            }
+        }
+        buffer.append(contentsOf: [0x22, 0x7D, 0x0A])  // "}\n
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
+    private mutating func writeDecimal(_ value: Int) {
+        if value < 0 { buffer.append(UInt8(ascii: "-")) }
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        var rest = value.magnitude
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+                count += 1
+            } while rest > 0
+            while count > 0 {
+                count -= 1
+                buffer.append(d[count])
+            }
+        }
+    }
+
+    mutating func flush() {
+        guard !buffer.isEmpty else { return }
+        FileHandle.standardOutput.write(Data(buffer))
+        buffer.removeAll(keepingCapacity: true)
     }
 }

@@ -43,9 +43,16 @@ def corpus_lines(n_doc_modules=60, seed=0):
     return lines
 
 
-def train(out_path, vocab_size=2000, dummy_prefix=False, collapse_whitespace=False, seed=0):
-    """Train a Gemma-style BPE model and write it to out_path (a .model file)."""
-    lines = corpus_lines(seed=seed)
+def train(out_path, vocab_size=2000, dummy_prefix=False, collapse_whitespace=False, seed=0,
+          lines=None, **trainer_options):
+    """Train a Gemma-style BPE model and write it to out_path (a .model file).
+
+    lines: the training sentences (default: corpus_lines(seed), which depends on the interpreter's
+    loaded modules; pass a fixed list for byte-identical models). trainer_options: extra
+    SentencePieceTrainer options (e.g. allow_whitespace_only_pieces=True).
+    """
+    if lines is None:
+        lines = corpus_lines(seed=seed)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
@@ -64,6 +71,7 @@ def train(out_path, vocab_size=2000, dummy_prefix=False, collapse_whitespace=Fal
         user_defined_symbols=LOC_SEG,
         num_threads=1,
         minloglevel=2,
+        **trainer_options,
     )
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with open(out_path, "wb") as f:

@@ -1,1 +1,0 @@
-// SentencePiece tokenizer (BPE model of Gemma/PaliGemma).
