@@ -49,7 +49,8 @@ let package = Package(
         .target(name: "PaliModels", dependencies: ["PaliTensor", "PaliWeights"], swiftSettings: cpuFlags),
 
         // Generation: prompt format, prefill/decode with KV caches, sampler, task parsers.
-        .target(name: "PaliGeneration", dependencies: ["PaliModels", "PaliTensor"], swiftSettings: cpuFlags),
+        .target(name: "PaliGeneration", dependencies: ["PaliModels", "PaliTensor", "PaliTokenizer", "PaliWeights"],
+                swiftSettings: cpuFlags),
 
         .executableTarget(
             name: "paligemma",

@@ -20,15 +20,20 @@ public struct GenerationRequest: @unchecked Sendable {
 }
 
 public struct GenerationResult: Sendable, Equatable {
-    /// Generated ids, up to and including <eos> when it was produced.
+    /// Generated ids, up to and including the stop id (<eos>) when one was produced.
     public var tokens: [Int]
     public var stoppedAtEOS: Bool
 }
 
 public final class Generator: @unchecked Sendable {
     public let model: PaliGemmaModel
+    /// Ids that end a sequence (config's eos_token_id).
+    public let stopIDs: Set<Int>
 
-    public init(model: PaliGemmaModel) { self.model = model }
+    public init(model: PaliGemmaModel, stopIDs: Set<Int>? = nil) {
+        self.model = model
+        self.stopIDs = stopIDs ?? [model.hyper.eosID]
+    }
 
     /// Image features for every request that has an image, in one batched vision forward.
     func imageFeatures(_ pixels: [Tensor?]) -> [Tensor?] {
@@ -65,7 +70,7 @@ public final class Generator: @unchecked Sendable {
     /// Generates for every request together; results in request order.
     public func generate(_ requests: [GenerationRequest]) -> [GenerationResult] {
         guard !requests.isEmpty else { return [] }
-        let decoder = model.decoder, eos = model.hyper.eosID
+        let decoder = model.decoder
         let features = imageFeatures(requests.map(\.pixelValues))
         var samplers = requests.map { Sampler($0.sampling) }
         var results = requests.map { _ in GenerationResult(tokens: [], stoppedAtEOS: false) }
@@ -97,7 +102,7 @@ public final class Generator: @unchecked Sendable {
                 let v = decoder.hyper.vocabSize
                 let token = samplers[i].next(logits.data + logitRow[i]! * v, count: v)
                 results[i].tokens.append(token)
-                if token == eos {
+                if stopIDs.contains(token) {
                     results[i].stoppedAtEOS = true
                 } else if results[i].tokens.count < requests[i].maxNewTokens {
                     next.append(i)

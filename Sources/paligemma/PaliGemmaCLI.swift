@@ -6,5 +6,6 @@ struct PaliGemmaCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "paligemma",
         abstract: "PaliGemma inference on CPU: single images, batch jobs under mpirun, benchmarks.",
-        subcommands: [TokenizeCommand.self, PreprocessCommand.self, BenchCommand.self])
+        subcommands: [GenerateCommand.self, LogitsCommand.self, TokenizeCommand.self, PreprocessCommand.self,
+                      BenchCommand.self])
 }

@@ -1,0 +1,72 @@
+// `paligemma generate`: answers for one or several (image, prompt) pairs, run as one batch.
+import ArgumentParser
+import Foundation
+import PaliGeneration
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate answers for (image, prompt) pairs; several pairs run as one batch.",
+        discussion: """
+            Pairs come from repeated --image/--prompt options (one prompt for all images is fine), or from
+            --jobs FILE.jsonl with lines {"image": PATH, "prompt": TEXT} (paths relative to the file).
+            Prints one answer per line, or with --json one line {"text", "tokens"} per pair, tokens being the
+            generated ids up to and including <eos> when produced.
+            """)
+
+    @OptionGroup var model: ModelOptions
+    @Option(help: "Image file (JPEG or PNG); repeat for a batch.") var image: [String] = []
+    @Option(help: "Prompt prefix, e.g. \"caption en\"; repeat to pair with each --image.") var prompt: [String] = []
+    @Option(help: "JSONL file of {\"image\", \"prompt\"} lines.") var jobs: String?
+    @OptionGroup var sampling: SamplingOptions
+    @Flag(help: "Print one JSON line per pair: {\"text\", \"tokens\"}.") var json = false
+
+    func validate() throws {
+        if jobs == nil && image.isEmpty { throw ValidationError("give --image PATH (and --prompt TEXT), or --jobs FILE.jsonl") }
+        if jobs != nil && !image.isEmpty { throw ValidationError("use either --image/--prompt or --jobs, not both") }
+        if !image.isEmpty && !(prompt.count == image.count || prompt.count <= 1) {
+            throw ValidationError("give one --prompt per --image (\(image.count) images, \(prompt.count) prompts), or a single --prompt for all")
+        }
+    }
+
+    func pairs() throws -> [(image: String, prompt: String)] {
+        if let jobs {
+            let url = URL(fileURLWithPath: jobs)
+            let base = url.deletingLastPathComponent()
+            let text = try String(contentsOf: url, encoding: .utf8)
+            return try text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().compactMap { n, line in
+                guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
+                guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      let img = obj["image"] as? String else {
+                    throw ValidationError("\(jobs):\(n + 1): expected a JSON object with \"image\" (and \"prompt\")")
+                }
+                let path = img.hasPrefix("/") ? img : base.appendingPathComponent(img).path
+                return (path, obj["prompt"] as? String ?? "")
+            }
+        }
+        return image.enumerated().map { i, img in (img, prompt.isEmpty ? "" : prompt[prompt.count == 1 ? 0 : i]) }
+    }
+
+    func run() throws {
+        model.applyThreads()
+        let bundle = try ModelBundle(directory: model.directory)
+        let loader = try ImageLoader(bundle: bundle, maxPixels: model.maxPixels)
+        let requests = try pairs().map { pair -> GenerationRequest in
+            let ids = bundle.promptIDs(pair.prompt)
+            try bundle.prompt.validate(promptLength: ids.count, maxNewTokens: sampling.maxTokens)
+            return GenerationRequest(promptIDs: ids, pixelValues: try loader.pixels(pair.image),
+                                     maxNewTokens: sampling.maxTokens, sampling: sampling.parameters)
+        }
+        let generator = Generator(model: try bundle.loadModel(), stopIDs: bundle.stopIDs)
+        for result in generator.generate(requests) {
+            let text = bundle.text(result.tokens)
+            if json {
+                let obj: [String: Any] = ["text": text, "tokens": result.tokens]
+                let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                print(text)
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import PaliGeneration
+
+/// Decoding options shared by `generate` and `run`.
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Most new tokens per answer.")
+    var maxTokens: Int = 20
+
+    @Option(help: "Sampling temperature; 0 is greedy (the default).")
+    var temperature: Float = 0
+
+    @Option(help: "Sample only among the k most likely tokens.")
+    var topK: Int?
+
+    @Option(help: "Sample only among the most likely tokens whose probabilities add up to p.")
+    var topP: Float?
+
+    @Option(help: "Seed of the sampler (each job's sampling is reproducible).")
+    var seed: UInt64 = 0
+
+    func validate() throws {
+        if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
+        if temperature < 0 { throw ValidationError("--temperature must be ≥ 0") }
+        if let k = topK, k < 1 { throw ValidationError("--top-k must be at least 1") }
+        if let p = topP, !(p > 0 && p <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
+    }
+
+    var parameters: SamplingParameters {
+        SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
+    }
+}
