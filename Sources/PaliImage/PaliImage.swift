@@ -1,2 +1,0 @@
-// Image decode, PIL-exact bicubic resize, normalisation.
-import CImageCodecs
