@@ -34,7 +34,7 @@ let package = Package(
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .target(name: "CImageCodecs", cSettings: cCPUFlags,
-                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("turbojpeg"), .linkedLibrary("png16")]),
+                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
 
         // Kernels: Tensor, GEMM through OpenBLAS, norms, activations, RoPE, attention.
         .target(name: "PaliTensor", dependencies: ["CBLAS"], swiftSettings: cpuFlags),

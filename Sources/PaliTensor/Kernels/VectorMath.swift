@@ -13,7 +13,10 @@ public enum VectorMath {
     public static func exp(_ x: V) -> V {
         // Above 88.3 the result saturates at e^88.3 (our callers never need more); below -87.3 it is 0.
         let xc = x.clamped(lowerBound: V(repeating: -87.3), upperBound: V(repeating: 88.3))
-        let n = (xc * 1.442_695_04).rounded(.toNearestOrEven)
+        // n = round(x·log2 e) by the 1.5·2^23 trick: the sum's low mantissa bits hold n.
+        let magic = V(repeating: 12_582_912)
+        let t = xc * 1.442_695_04 + magic
+        let n = t - magic
         var r = xc - n * 0.693_145_75       // ln2 high part
         r = r - n * 1.428_606_8e-6          // ln2 low part
         // e^r ≈ Σ r^k / k!, k ≤ 7 (Horner)
@@ -25,7 +28,7 @@ public enum VectorMath {
         p = p * r + 0.5
         p = p * r + 1
         p = p * r + 1
-        let bits = (SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
+        let bits = (unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
         return (p * unsafeBitCast(bits, to: V.self)).replacing(with: 0, where: x .< -87.3)
     }
 
