@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "PaliTensorTests", dependencies: ["PaliTensor"], swiftSettings: cpuFlags),
         .testTarget(name: "PaliWeightsTests", dependencies: ["PaliWeights"]),
         .testTarget(name: "PaliTokenizerTests", dependencies: ["PaliTokenizer"]),
-        .testTarget(name: "PaliModelsTests", dependencies: ["PaliModels", "PaliGeneration", "PaliWeights", "PaliTensor"],
+        .testTarget(name: "PaliModelsTests", dependencies: ["PaliModels", "PaliGeneration", "PaliWeights", "PaliTensor", "PaliImage"],
                     swiftSettings: cpuFlags),
         .testTarget(name: "PaliImageTests", dependencies: ["PaliImage", "PaliWeights"]),
     ]
