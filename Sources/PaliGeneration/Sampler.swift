@@ -2,6 +2,7 @@
 // sampling with temperature, top-k and top-p, drawn from a per-sequence seeded generator so each job
 // is reproducible whatever it is batched with.
 import Foundation
+import PaliTensor
 
 public struct SamplingParameters: Sendable, Equatable {
     /// 0 means greedy.
@@ -16,19 +17,6 @@ public struct SamplingParameters: Sendable, Equatable {
 
     public static let greedy = SamplingParameters()
     public var isGreedy: Bool { temperature <= 0 }
-}
-
-/// SplitMix64: small, fast, reproducible across platforms.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 public struct Sampler: Sendable {

@@ -1,5 +1,6 @@
 // Test support: the fixtures and goldens made by Tests/Oracle/make_image_goldens.py.
 import Foundation
+import PaliTensor
 @testable import PaliImage
 
 /// Tests/Fixtures/images, located from this file.
@@ -138,18 +139,8 @@ struct Goldens: Sendable {
     }
 }
 
-/// Deterministic generator for test data (SplitMix64).
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
-}
+/// Deterministic generator for test data.
+typealias SeededRandom = SplitMix64
 
 /// Number of differing bytes and the largest absolute difference.
 func byteDifference(_ a: [UInt8], _ b: [UInt8]) -> (count: Int, max: Int) {

@@ -1,4 +1,5 @@
 import Foundation
+import PaliTensor
 import Testing
 @testable import PaliWeights
 
@@ -55,15 +56,5 @@ func sameFloat(_ a: Float, _ b: Float) -> Bool {
     (a.isNaN && b.isNaN) || a.bitPattern == b.bitPattern
 }
 
-/// Deterministic generator (SplitMix64).
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
-}
+/// Deterministic generator for test data.
+typealias SeededRandom = SplitMix64
