@@ -1,7 +1,7 @@
 """Tiny random PaliGemma checkpoints and their transformers 5.23 outputs (float32, eager).
 
 Writes Tests/Fixtures/models/<case>/ as save_pretrained lays a checkpoint out (config.json,
-model.safetensors, tokenizer.model, processor files) plus golden.safetensors (pixel_values,
+model.safetensors or BF16 shards + index (pg1-sharded-bf16), tokenizer.model, processor files) plus golden.safetensors (pixel_values,
 input_ids, logits [T, V], greedy_tokens) and golden.json (image, prompt, text).
 Re-run: .venv/bin/python Tests/Oracle/make_model_goldens.py
 """
@@ -23,7 +23,7 @@ import sp_models  # noqa: E402
 ROOT = os.path.join(os.path.dirname(__file__), "..", "Fixtures", "models")
 
 
-def make_case(name, text_config, seed, image_size=28):
+def make_case(name, text_config, seed, image_size=28, bf16_shards=False):
     out = os.path.join(ROOT, name)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
@@ -54,7 +54,15 @@ def make_case(name, text_config, seed, image_size=28):
                 p.add_(torch.randn_like(p) * 0.3)
             if "embed_tokens" in n:
                 p.mul_(0.3)
-    model.save_pretrained(out)
+    if bf16_shards:
+        # Weights stored as BF16 in several shards; goldens from the f32 model holding the same
+        # (bf16-rounded) values, so an engine converting BF16 → F32 must match to f32 tolerances.
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.to(torch.bfloat16).to(torch.float32))
+        model.to(torch.bfloat16).save_pretrained(out, max_shard_size="60KB")
+    else:
+        model.save_pretrained(out)
     proc.save_pretrained(out)
     shutil.copy(os.path.join(tokdir, "tokenizer.model"), os.path.join(out, "tokenizer.model"))
     shutil.rmtree(tokdir)
@@ -92,3 +100,7 @@ if __name__ == "__main__":
                                   query_pre_attn_scalar=20, attn_logit_softcapping=5.0,
                                   final_logit_softcapping=3.0, sliding_window=8,
                                   hidden_activation="gelu_pytorch_tanh"), seed=2)
+    make_case("pg1-sharded-bf16", dict(model_type="gemma", hidden_size=64, intermediate_size=128,
+                                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+                                       head_dim=16, hidden_activation="gelu_pytorch_tanh"),
+              seed=3, image_size=42, bf16_shards=True)

@@ -17,7 +17,7 @@ func loadGoldens(_ name: String) throws -> (URL, [Golden]) {
     return (dir, try JSONDecoder().decode([Golden].self, from: data))
 }
 
-@Test(arguments: ["pg1-mqa", "pg2-softcap"])
+@Test(arguments: ["pg1-mqa", "pg2-softcap", "pg1-sharded-bf16"])
 func matchesTransformers(name: String) throws {
     let (dir, goldens) = try loadGoldens(name)
     let bundle = try ModelBundle(directory: dir)
