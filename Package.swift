@@ -52,6 +52,11 @@ let package = Package(
         .target(name: "PaliGeneration", dependencies: ["PaliModels", "PaliTensor", "PaliTokenizer", "PaliWeights"],
                 swiftSettings: cpuFlags),
 
+        // Pipeline: transports (MPI, in-process), wire format, layout and stage planning.
+        .target(name: "PaliPipeline", dependencies: ["CMPI"]),
+        // Rank program for the real-mpirun tests of PaliPipeline (ring of messages, crash, hang).
+        .executableTarget(name: "pipeline-selftest", dependencies: ["PaliPipeline"]),
+
         .executableTarget(
             name: "paligemma",
             dependencies: [
@@ -66,5 +71,6 @@ let package = Package(
         .testTarget(name: "PaliModelsTests", dependencies: ["PaliModels", "PaliGeneration", "PaliWeights", "PaliTensor", "PaliImage"],
                     swiftSettings: cpuFlags),
         .testTarget(name: "PaliImageTests", dependencies: ["PaliImage", "PaliWeights"]),
+        .testTarget(name: "PaliPipelineTests", dependencies: ["PaliPipeline"]),
     ]
 )

@@ -21,3 +21,7 @@ static inline int CMPI_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
 static inline int CMPI_status_source(const MPI_Status *s) { return s->MPI_SOURCE; }
 static inline int CMPI_status_tag(const MPI_Status *s) { return s->MPI_TAG; }
 static inline int CMPI_status_error(const MPI_Status *s) { return s->MPI_ERROR; }
+static inline int CMPI_thread_single(void) { return MPI_THREAD_SINGLE; }
+static inline int CMPI_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
+static inline int CMPI_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
+static inline int CMPI_err_truncate(void) { return MPI_ERR_TRUNCATE; }

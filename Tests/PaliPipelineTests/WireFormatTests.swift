@@ -1,0 +1,212 @@
+// Wire format: every kind round-trips, random envelopes round-trip, and every corrupt, truncated or
+// foreign buffer is an error (never a crash).
+import Testing
+@testable import PaliPipeline
+
+/// One sample of every typed message, with payloads that exercise the edges (unicode, NaN, empty).
+let typedSamples: [any PipelineMessage] = [
+    JobMessage(jobID: 12, imagePath: "data/ß/猫.png", promptIDs: [2, 5, 1000], parametersJSON: #"{"max_tokens":8}"#),
+    JobMessage(jobID: -1, imagePath: "", promptIDs: [], parametersJSON: ""),
+    EmbeddingsMessage(jobID: 3, tokens: 4, width: 3, embeddings: (0..<12).map(Float.init), promptIDs: [9],
+                      parametersJSON: "{}"),
+    EmbeddingsMessage(jobID: 3, tokens: 0, width: 2048, embeddings: [], promptIDs: [], parametersJSON: ""),
+    HiddenMessage(microBatch: 2, step: 0, width: 2,
+                  sequences: [SequenceSlice(id: 5, position: 0, newTokens: 3, prefixLength: 3),
+                              SequenceSlice(id: 6, position: 10, newTokens: 1, prefixLength: 8)],
+                  hidden: [1, 2, 3, 4, 5, 6, .nan, -.infinity], metadata: Array("{\"a\":1}".utf8)),
+    HiddenMessage(microBatch: 0, step: 5, width: 16, sequences: [], hidden: []),
+    TokensMessage(microBatch: 1, step: 4, updates: [TokenUpdate(id: 5, token: 1, finished: true),
+                                                    TokenUpdate(id: 6, token: 257_151, finished: false)]),
+    TokensMessage(microBatch: 1, step: 4, updates: []),
+    ResultMessage(jobID: 9, status: .ok, tokenIDs: [100, 200, 1], timings: ["decode": 1.25, "vision": 0.5]),
+    ResultMessage(jobID: 9, status: .error, errorJSON: #"{"kind":"image","message":"bad"}"#),
+    StatsMessage(sequence: 3, isFinal: true, values: ["busy_seconds": 3.5, "tokens": 1e6, "é": -0.0]),
+    ShutdownMessage(code: 0, reason: "done"),
+    ShutdownMessage(code: 2, reason: "rank 3 is silent"),
+    HeartbeatMessage(sequence: 77, sentAt: 12345.678),
+]
+
+private func roundTrip<M: PipelineMessage & Equatable>(_ sample: M) throws {
+    let envelope = sample.message
+    #expect(envelope.kind == M.kind)
+    let bytes = WireFormat.encode(envelope)
+    #expect(bytes.count == WireFormat.encodedSize(of: envelope))
+    let decoded = try WireFormat.decode(bytes)
+    #expect(decoded == envelope)
+    let typed = try M(decoded)
+    if M.self == HiddenMessage.self {
+        // NaN ≠ NaN under ==: compare the re-encoded envelope instead.
+        #expect(typed.message == envelope)
+    } else {
+        #expect(typed == sample)
+    }
+}
+
+@Test(arguments: typedSamples.indices)
+func everyKindRoundTrips(index: Int) throws {
+    switch typedSamples[index] {
+    case let m as JobMessage: try roundTrip(m)
+    case let m as EmbeddingsMessage: try roundTrip(m)
+    case let m as HiddenMessage: try roundTrip(m)
+    case let m as TokensMessage: try roundTrip(m)
+    case let m as ResultMessage: try roundTrip(m)
+    case let m as StatsMessage: try roundTrip(m)
+    case let m as ShutdownMessage: try roundTrip(m)
+    case let m as HeartbeatMessage: try roundTrip(m)
+    default: Issue.record("sample \(index) has no round-trip case")
+    }
+}
+
+@Test func samplesCoverEveryKind() {
+    #expect(Set(typedSamples.map { type(of: $0).kind }) == Set(MessageKind.allCases))
+}
+
+@Test func randomEnvelopesRoundTrip() throws {
+    var random = TestRandom(seed: 1)
+    for _ in 0..<300 {
+        let message = random.message(maxFloats: random.int(10) == 0 ? 200_000 : 300)
+        let bytes = WireFormat.encode(message)
+        #expect(bytes.count == WireFormat.encodedSize(of: message))
+        #expect(try WireFormat.decode(bytes) == message)
+    }
+}
+
+@Test func headerLayout() {
+    let message = Message(kind: .tokens, fields: [1, 2], floats: [1.5], ints: [7, 8, 9], bytes: [0xAB])
+    let bytes = WireFormat.encode(message)
+    #expect(Array(bytes[0..<4]) == Array("PGPL".utf8))
+    #expect(bytes[4] == WireFormat.version)
+    #expect(bytes[5] == MessageKind.tokens.rawValue)
+    #expect(bytes.count == 40 + 2 * 8 + 4 + 3 * 4 + 1)
+    // Little-endian counts and the first field right after the header.
+    #expect(Array(bytes[8..<24]) == [2, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0])
+    #expect(Array(bytes[40..<48]) == [1, 0, 0, 0, 0, 0, 0, 0])
+    #expect(Array(bytes[56..<60]) == [0, 0, 0xC0, 0x3F])  // 1.5f
+    #expect(bytes.last == 0xAB)
+}
+
+private func corruptReason(_ bytes: [UInt8]) -> String? {
+    do {
+        _ = try WireFormat.decode(bytes)
+        return nil
+    } catch let TransportError.corruptMessage(_, reason) {
+        return reason
+    } catch {
+        return "unexpected error \(error)"
+    }
+}
+
+@Test func everyTruncationAndTrailingByteThrows() {
+    let bytes = WireFormat.encode(Message(kind: .hidden, fields: [1, 2, 3], floats: [1, 2], ints: [4], bytes: [5, 6, 7]))
+    for length in 0..<bytes.count {
+        let reason = corruptReason(Array(bytes[0..<length]))
+        #expect(reason != nil, "a \(length)-byte prefix decoded")
+        #expect(reason?.hasPrefix("unexpected") != true)
+    }
+    #expect(corruptReason(bytes + [0])?.contains("trailing") == true)
+    #expect(corruptReason(Array(bytes.dropLast()))?.contains("truncated") == true)
+}
+
+@Test func everySingleBitFlipThrows() {
+    let bytes = WireFormat.encode(Message(kind: .result, fields: [9, -1], floats: [0.5, 3], ints: [1, 2, 3],
+                                          bytes: Array("hello, wire".utf8)))
+    for index in bytes.indices {
+        for bit in 0..<8 {
+            var flipped = bytes
+            flipped[index] ^= UInt8(1 << bit)
+            let reason = corruptReason(flipped)
+            #expect(reason != nil && reason?.hasPrefix("unexpected") != true, "flip of bit \(bit) in byte \(index)")
+        }
+    }
+}
+
+@Test func foreignAndGarbageBuffersThrow() {
+    var random = TestRandom(seed: 99)
+    for _ in 0..<2_000 {
+        let garbage = (0..<random.int(200)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        #expect(corruptReason(garbage) != nil)
+    }
+    #expect(corruptReason(Array("GET / HTTP/1.1\r\nHost: example.org\r\nAccept: */*\r\n\r\n".utf8))?.contains("magic") == true)
+    var newer = WireFormat.encode(Message(kind: .heartbeat))
+    newer[4] = WireFormat.version + 1
+    #expect(corruptReason(newer)?.contains("version") == true)
+}
+
+@Test func headerCountsCannotPointPastTheBuffer() {
+    // A header that claims 2^32-1 floats with a matching checksum must fail on the length, not read memory.
+    var bytes = WireFormat.encode(Message(kind: .hidden))
+    bytes.replaceSubrange(12..<16, with: [0xFF, 0xFF, 0xFF, 0xFF])
+    let checksum = bytes.withUnsafeBytes { UInt32(truncatingIfNeeded: WireFormat.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<32]))) }
+    withUnsafeBytes(of: checksum.littleEndian) { bytes.replaceSubrange(32..<36, with: $0) }
+    #expect(corruptReason(bytes)?.contains("truncated") == true)
+}
+
+// MARK: Typed validation
+
+private func invalidReason<M: PipelineMessage>(_ type: M.Type, _ message: Message) -> String? {
+    do {
+        _ = try M(message)
+        return nil
+    } catch let TransportError.invalidMessage(kind, reason) {
+        #expect(kind == M.kind)
+        return reason
+    } catch {
+        return "unexpected error \(error)"
+    }
+}
+
+@Test func typedDecodingChecksFieldsAgainstPayloads() {
+    var hidden = HiddenMessage(microBatch: 1, step: 0, width: 2,
+                               sequences: [SequenceSlice(id: 1, position: 0, newTokens: 2, prefixLength: 2)],
+                               hidden: [1, 2, 3, 4]).message
+    hidden.floats.removeLast()
+    #expect(invalidReason(HiddenMessage.self, hidden)?.contains("floats") == true)
+
+    var tokens = TokensMessage(microBatch: 0, step: 0, updates: [TokenUpdate(id: 1, token: 2, finished: false)]).message
+    tokens.ints[1] = 2
+    #expect(invalidReason(TokensMessage.self, tokens)?.contains("flag") == true)
+    tokens.ints.removeLast()
+    #expect(invalidReason(TokensMessage.self, tokens)?.contains("ints") == true)
+
+    var job = JobMessage(jobID: 1, imagePath: "a.jpg", promptIDs: [], parametersJSON: "{}").message
+    job.fields[1] = 100
+    #expect(invalidReason(JobMessage.self, job)?.contains("pathBytes") == true)
+    job.fields[1] = 5
+    job.bytes[0] = 0xFF
+    #expect(invalidReason(JobMessage.self, job)?.contains("UTF-8") == true)
+    job.fields.append(0)
+    #expect(invalidReason(JobMessage.self, job)?.contains("extra") == true)
+
+    var embeddings = EmbeddingsMessage(jobID: 1, tokens: 2, width: 2, embeddings: [1, 2, 3, 4], promptIDs: [],
+                                       parametersJSON: "").message
+    embeddings.fields[2] = 1 << 40
+    #expect(invalidReason(EmbeddingsMessage.self, embeddings)?.contains("range") == true)
+
+    var result = ResultMessage(jobID: 1, status: .ok, timings: ["a": 1, "b": 2]).message
+    result.fields[1] = 5
+    #expect(invalidReason(ResultMessage.self, result)?.contains("status") == true)
+    result.fields[1] = 0
+    result.bytes = Array("aa".utf8)  // both names "a": a duplicate
+    #expect(invalidReason(ResultMessage.self, result)?.contains("twice") == true)
+
+    var stats = StatsMessage(sequence: 0, isFinal: false, values: ["x": 1]).message
+    stats.bytes += [0x41]
+    #expect(invalidReason(StatsMessage.self, stats)?.contains("unused") == true)
+
+    // The wrong kind, and a short header.
+    #expect(invalidReason(ShutdownMessage.self, HeartbeatMessage(sequence: 1, sentAt: 0).message)?
+        .contains("heartbeat") == true)
+    #expect(invalidReason(HeartbeatMessage.self, Message(kind: .heartbeat, fields: [1]))?.contains("missing") == true)
+}
+
+@Test func hiddenRowsFollowSequences() {
+    let message = HiddenMessage(microBatch: 0, step: 0, width: 1,
+                                sequences: [SequenceSlice(id: 1, position: 0, newTokens: 3, prefixLength: 3),
+                                            SequenceSlice(id: 2, position: 0, newTokens: 0, prefixLength: 0),
+                                            SequenceSlice(id: 3, position: 4, newTokens: 1, prefixLength: 3)],
+                                hidden: [0, 1, 2, 3])
+    #expect(message.totalTokens == 4)
+    #expect(message.rows(ofSequence: 0) == 0..<3)
+    #expect(message.rows(ofSequence: 1) == 3..<3)
+    #expect(message.rows(ofSequence: 2) == 3..<4)
+}
