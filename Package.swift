@@ -56,11 +56,18 @@ let package = Package(
         .target(name: "PaliPipeline", dependencies: ["CMPI"]),
         // Rank program for the real-mpirun tests of PaliPipeline (ring of messages, crash, hang).
         .executableTarget(name: "pipeline-selftest", dependencies: ["PaliPipeline"]),
+        // Batch files: manifests (JSONL/CSV/folder), output records, shards, resume, run.json/stats.json, progress.
+        .target(name: "PaliBatch"),
+        // `paligemma run`: coordinator, vision ranks and decoder stages over a Transport.
+        .target(name: "PaliRun", dependencies: ["PaliBatch", "PaliPipeline", "PaliGeneration", "PaliModels", "PaliImage",
+                                                "PaliTensor", "PaliWeights"],
+                swiftSettings: cpuFlags),
 
         .executableTarget(
             name: "paligemma",
             dependencies: [
                 "PaliTensor", "PaliWeights", "PaliTokenizer", "PaliImage", "PaliModels", "PaliGeneration",
+                "PaliBatch", "PaliRun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags),
@@ -72,5 +79,8 @@ let package = Package(
                     swiftSettings: cpuFlags),
         .testTarget(name: "PaliImageTests", dependencies: ["PaliImage", "PaliWeights"]),
         .testTarget(name: "PaliPipelineTests", dependencies: ["PaliPipeline"]),
+        .testTarget(name: "PaliBatchTests", dependencies: ["PaliBatch"]),
+        .testTarget(name: "PaliRunTests", dependencies: ["PaliRun", "PaliGeneration", "PaliImage", "PaliTensor"],
+                    swiftSettings: cpuFlags),
     ]
 )

@@ -187,6 +187,17 @@ public final class MPITransport: Transport, @unchecked Sendable {
         }
     }
 
+    /// Drives MPI's progress without waiting: completes sends that can complete and moves messages that
+    /// have arrived into the inbox, so a background thread can keep transfers going while the main
+    /// thread computes (needs `.serialized`). A no-op once finalized.
+    public func progress() throws {
+        try withMPI {
+            guard !isFinalized else { return }
+            try reapSends()
+            while let received = try probeAndReceive() { inbox.append(received) }
+        }
+    }
+
     /// Flushes pending sends, then calls MPI_Finalize. The transport cannot be used afterwards.
     public func finalize() throws {
         if withMPI({ isFinalized }) { return }

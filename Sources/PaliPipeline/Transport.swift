@@ -29,6 +29,8 @@ public protocol Transport: AnyObject {
     func poll() throws -> (source: Int, message: Message)?
     /// Waits until every message this endpoint sent has left its hands.
     func flush() throws
+    /// Moves communication along without waiting (for a background thread while the owner computes).
+    func progress() throws
     /// Ends the whole job (MPI_Abort) after printing `reason` with this rank's number to stderr.
     func abort(_ reason: String) -> Never
     /// Messages and bytes (wire-format size) sent and received so far, for stats.
@@ -36,6 +38,10 @@ public protocol Transport: AnyObject {
 }
 
 extension Transport {
+    /// Moves communication along without waiting (see `MPITransport.progress`); in-process transports
+    /// need nothing.
+    public func progress() throws {}
+
     /// Sends a typed pipeline message.
     public func send(_ message: some PipelineMessage, to rank: Int) throws {
         try send(message.message, to: rank)

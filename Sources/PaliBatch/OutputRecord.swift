@@ -1,0 +1,112 @@
+// One output record per job: a single JSON line of a shard. Key order is fixed (see docs/records.md):
+//
+//   {"id":"a1","image":"imgs/a1.jpg","prompt":"caption en","status":"ok","text":"a cat","tokens":[...],
+//    <task fields>,"error":null,"timings":{"vision_s":0.12,...},<manifest extras>}
+import Foundation
+
+public enum RecordStatus: String, Sendable {
+    case ok
+    case error
+}
+
+/// Why a job produced no text: a machine-readable kind and a message for people.
+public struct RecordError: Sendable, Equatable {
+    public var kind: String
+    public var message: String
+
+    public init(kind: String, message: String) {
+        self.kind = kind
+        self.message = message
+    }
+}
+
+/// The error kinds a run writes (docs/records.md lists what each means).
+public enum RecordErrorKind {
+    public static let missingImage = "missing_image"
+    public static let unreadableImage = "unreadable_image"
+    public static let imageTooLarge = "image_too_large"
+    public static let promptTooLong = "prompt_too_long"
+    public static let imagePathOutsideRoot = "image_path_outside_root"
+    public static let `internal` = "internal"
+    public static let all = [missingImage, unreadableImage, imageTooLarge, promptTooLong, imagePathOutsideRoot,
+                             `internal`]
+}
+
+public struct OutputRecord: Sendable {
+    public var id: String
+    /// The image as written in the manifest.
+    public var image: String
+    public var prompt: String
+    public var status: RecordStatus
+    /// The decoded text; nil for a failed job (written as null).
+    public var text: String?
+    /// Generated token ids, as `generate --json` prints them.
+    public var tokens: [Int]
+    /// Set for a failed job (written as null otherwise).
+    public var error: RecordError?
+    /// Fields added by task parsing, e.g. ("objects", [...]), written after "tokens".
+    public var taskFields: [(String, JSONValue)]
+    /// Seconds per phase, e.g. ("vision_s", 0.12).
+    public var timings: [(String, Double)]
+    /// The manifest's extra fields, written last.
+    public var extra: [(String, JSONValue)]
+
+    public init(id: String, image: String, prompt: String, status: RecordStatus, text: String? = nil,
+                tokens: [Int] = [], error: RecordError? = nil, taskFields: [(String, JSONValue)] = [],
+                timings: [(String, Double)] = [], extra: [(String, JSONValue)] = []) {
+        self.id = id
+        self.image = image
+        self.prompt = prompt
+        self.status = status
+        self.text = text
+        self.tokens = tokens
+        self.error = error
+        self.taskFields = taskFields
+        self.timings = timings
+        self.extra = extra
+    }
+
+    /// A failed record for a manifest entry.
+    public static func failure(_ entry: ManifestEntry, kind: String, message: String,
+                               timings: [(String, Double)] = []) -> OutputRecord {
+        OutputRecord(id: entry.id, image: entry.image, prompt: entry.prompt, status: .error,
+                     error: RecordError(kind: kind, message: message), timings: timings, extra: entry.extra)
+    }
+
+    /// Keys every record has, in order; a task field or extra with one of these names (or "extra") goes
+    /// under "extra" instead.
+    public static let standardKeys = ["id", "image", "prompt", "status", "text", "tokens", "error", "timings"]
+
+    public var jsonValue: JSONValue {
+        var members: [(String, JSONValue)] = [
+            ("id", .string(id)),
+            ("image", .string(image)),
+            ("prompt", .string(prompt)),
+            ("status", .string(status.rawValue)),
+            ("text", text.map { .string($0) } ?? .null),
+            ("tokens", .array(tokens.map { .int($0) })),
+        ]
+        var used = Set(OutputRecord.standardKeys + ["extra"])
+        var nested: [(String, JSONValue)] = []
+        var nestedKeys = Set<String>()
+        func place(_ key: String, _ value: JSONValue) {
+            if used.insert(key).inserted {
+                members.append((key, value))
+            } else if nestedKeys.insert(key).inserted {
+                nested.append((key, value))
+            }
+        }
+        for (key, value) in taskFields { place(key, value) }
+        members.append(("error", error.map { .object([("kind", .string($0.kind)), ("message", .string($0.message))]) }
+                        ?? .null))
+        var timingKeys = Set<String>()
+        members.append(("timings", .object(timings.filter { timingKeys.insert($0.0).inserted }
+                                            .map { ($0.0, JSONValue.double($0.1)) })))
+        for (key, value) in extra { place(key, value) }
+        if !nested.isEmpty { members.append(("extra", .object(nested))) }
+        return .object(members)
+    }
+
+    /// The record as one line of JSON, without the newline.
+    public var jsonLine: String { jsonValue.encoded }
+}

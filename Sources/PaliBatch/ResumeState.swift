@@ -1,0 +1,141 @@
+// What an earlier run of the same output directory finished: the ids in its complete shards.
+//
+// Only complete shards count. A temporary shard of a killed run holds records that were never made
+// durable; it is deleted and its jobs are done again, so every id ends up exactly once.
+import Foundation
+
+public struct ResumeState: Sendable {
+    /// Ids of every record in a complete shard.
+    public let doneIDs: Set<String>
+    /// The first shard number free for this run (one past the highest complete shard; 0 when none).
+    public let nextShardIndex: Int
+    /// Records in complete shards.
+    public let records: Int
+    /// Records among them with status "error".
+    public let errorRecords: Int
+    /// Complete shards.
+    public let shards: Int
+    /// Stale temporary shards (".shard-*.jsonl.tmp") deleted by the scan.
+    public let removedTempFiles: Int
+
+    public init(doneIDs: Set<String>, nextShardIndex: Int, records: Int, errorRecords: Int, shards: Int,
+                removedTempFiles: Int) {
+        self.doneIDs = doneIDs
+        self.nextShardIndex = nextShardIndex
+        self.records = records
+        self.errorRecords = errorRecords
+        self.shards = shards
+        self.removedTempFiles = removedTempFiles
+    }
+
+    /// The shard number in a complete shard's file name ("shard-00042.jsonl" → 42), else nil.
+    static func shardIndex(_ name: String) -> Int? {
+        guard name.hasPrefix("shard-"), name.hasSuffix(".jsonl") else { return nil }
+        let digits = name.dropFirst("shard-".count).dropLast(".jsonl".count)
+        guard digits.count >= 5, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        return Int(digits)
+    }
+
+    static func isTempShard(_ name: String) -> Bool {
+        guard name.hasPrefix(".shard-"), name.hasSuffix(".jsonl.tmp") else { return false }
+        let digits = name.dropFirst(".shard-".count).dropLast(".jsonl.tmp".count)
+        return !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
+    }
+
+    /// Scans `directory` (a missing one is an empty state): reads every complete shard and collects its
+    /// ids; deletes stale temporary shards. A shard line that is not a JSON object with a string "id",
+    /// or an id seen twice, is an error naming file and line.
+    public static func scan(_ directory: URL) throws -> ResumeState {
+        guard DurableFile.isDirectory(directory) else {
+            return ResumeState(doneIDs: [], nextShardIndex: 0, records: 0, errorRecords: 0, shards: 0,
+                               removedTempFiles: 0)
+        }
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        } catch {
+            throw OutputError.io(path: directory.path, operation: "listing", reason: "\(error.localizedDescription)")
+        }
+        var removed = 0
+        for name in names where isTempShard(name) {
+            let path = directory.appendingPathComponent(name).path
+            guard unlink(path) == 0 else {
+                throw OutputError.io(path: path, operation: "deleting", reason: DurableFile.errnoText())
+            }
+            removed += 1
+        }
+        if removed > 0 { try DurableFile.syncDirectory(directory.path) }
+
+        let shards = names.compactMap { name in shardIndex(name).map { ($0, name) } }.sorted { $0.0 < $1.0 }
+        var ids = Set<String>()
+        var records = 0
+        var errors = 0
+        for (position, (_, name)) in shards.enumerated() {
+            let path = directory.appendingPathComponent(name).path
+            try forEachRecord(path) { line, id, status in
+                guard ids.insert(id).inserted else {
+                    let first = try locate(id, in: shards[..<(position + 1)].map {
+                        directory.appendingPathComponent($0.1).path
+                    })
+                    throw OutputError.duplicateID(id: id, path: path, line: line, firstPath: first.path,
+                                                  firstLine: first.line)
+                }
+                records += 1
+                if status == "error" { errors += 1 }
+            }
+        }
+        return ResumeState(doneIDs: ids, nextShardIndex: (shards.last?.0).map { $0 + 1 } ?? 0, records: records,
+                           errorRecords: errors, shards: shards.count, removedTempFiles: removed)
+    }
+
+    /// Calls `body(line, id, status)` for every record of a shard.
+    static func forEachRecord(_ path: String, _ body: (Int, String, String?) throws -> Void) throws {
+        let reader: LineReader
+        do {
+            reader = try LineReader(path: path)
+        } catch let LineReadError.open(reason) {
+            throw OutputError.io(path: path, operation: "opening", reason: reason)
+        }
+        while true {
+            let next: (bytes: [UInt8], crlf: Bool)?
+            do {
+                next = try reader.next()
+            } catch LineReadError.tooLong(let limit) {
+                throw OutputError.corruptShard(path: path, line: reader.lineNumber + 1,
+                                               reason: "a line longer than \(limit) bytes")
+            } catch LineReadError.read(let reason) {
+                throw OutputError.io(path: path, operation: "reading", reason: reason)
+            }
+            guard let (bytes, _) = next else { return }
+            let line = reader.lineNumber
+            let value: JSONValue
+            do {
+                value = try JSONValue.parse(utf8: bytes)
+            } catch let error as JSONParseError {
+                throw OutputError.corruptShard(path: path, line: line, reason: "not valid JSON (\(error))")
+            }
+            guard case .object = value else {
+                throw OutputError.corruptShard(path: path, line: line, reason: "not a JSON object")
+            }
+            guard case .string(let id)? = value["id"] else {
+                throw OutputError.corruptShard(path: path, line: line, reason: "no string \"id\"")
+            }
+            try body(line, id, value["status"]?.stringValue)
+        }
+    }
+
+    /// The first place `id` occurs in `paths` (used only to explain a duplicate).
+    static func locate(_ id: String, in paths: [String]) throws -> (path: String, line: Int) {
+        struct Found: Error { let path: String; let line: Int }
+        for path in paths {
+            do {
+                try forEachRecord(path) { line, other, _ in
+                    if other == id { throw Found(path: path, line: line) }
+                }
+            } catch let found as Found {
+                return (found.path, found.line)
+            }
+        }
+        return ("?", 0)
+    }
+}

@@ -1,0 +1,109 @@
+// stats.json: counts, throughput and per-role busy/idle time of one run (one invocation; a resumed run
+// writes its own, counting the records it skipped as done).
+import Foundation
+
+/// Seconds on a monotonic clock.
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Counts and rates of a run. Thread-safe.
+public final class RunStats: @unchecked Sendable {
+    public static let fileName = "stats.json"
+
+    private let lock = NSLock()
+    private let clock: () -> Double
+    private let startClock: Double
+    private let startedAt: Date
+    private var endClock: Double?
+    private var endedAt: Date?
+    private var outcomeText = "running"
+    private var okCount = 0
+    private var errorCount = 0
+    private var skippedCount: Int
+    private var prefill = 0
+    private var decode = 0
+    private var roleTimes: [(String, Double, Double)] = []
+
+    /// `skipped`: records already done by an earlier run (resume).
+    public init(skipped: Int = 0, startedAt: Date = Date(), clock: @escaping () -> Double = monotonicSeconds) {
+        self.skippedCount = skipped
+        self.startedAt = startedAt
+        self.clock = clock
+        self.startClock = clock()
+    }
+
+    /// Counts one finished record: its prompt tokens (prefill, image tokens included) and generated tokens.
+    public func record(_ status: RecordStatus, prefillTokens: Int = 0, generatedTokens: Int = 0) {
+        lock.locked {
+            if status == .ok { okCount += 1 } else { errorCount += 1 }
+            prefill += prefillTokens
+            decode += generatedTokens
+        }
+    }
+
+    /// Busy and idle seconds per rank or stage, e.g. ["stage 0 of replica 0": (busy: 12.5, idle: 1.5)].
+    /// Written sorted by name.
+    public func setRoles(_ roles: [String: (busy: Double, idle: Double)]) {
+        let sorted = roles.map { ($0.key, $0.value.busy, $0.value.idle) }.sorted { $0.0 < $1.0 }
+        lock.locked { roleTimes = sorted }
+    }
+
+    /// Stops the wall clock. `outcome`: "complete", or "interrupted" (SIGTERM/SIGUSR1), or "failed".
+    public func finish(outcome: String = "complete", at date: Date = Date()) {
+        lock.locked {
+            if endClock == nil { endClock = clock(); endedAt = date }
+            outcomeText = outcome
+        }
+    }
+
+    public var ok: Int { lock.locked { okCount } }
+    public var errors: Int { lock.locked { errorCount } }
+    public var skipped: Int { lock.locked { skippedCount } }
+    public var prefillTokens: Int { lock.locked { prefill } }
+    public var generatedTokens: Int { lock.locked { decode } }
+
+    /// Seconds from the start to `finish` (or to now while running).
+    public var wallSeconds: Double { lock.locked { (endClock ?? clock()) - startClock } }
+
+    public var json: JSONValue {
+        lock.locked {
+            let wall = (endClock ?? clock()) - startClock
+            func rate(_ n: Int) -> JSONValue { wall > 0 ? .double(Double(n) / wall, decimals: 3) : .null }
+            let processed = okCount + errorCount
+            return .object([
+                ("started_at", .string(RunInfo.timestamp(startedAt))),
+                ("finished_at", endedAt.map { .string(RunInfo.timestamp($0)) } ?? .null),
+                ("outcome", .string(outcomeText)),
+                ("wall_s", .double(wall, decimals: 3)),
+                ("records", .object([
+                    ("ok", .int(okCount)),
+                    ("error", .int(errorCount)),
+                    ("processed", .int(processed)),
+                    ("skipped_done", .int(skippedCount)),
+                ])),
+                ("images_per_s", rate(processed)),
+                ("prefill_tokens", .int(prefill)),
+                ("decode_tokens", .int(decode)),
+                ("prefill_tokens_per_s", rate(prefill)),
+                ("decode_tokens_per_s", rate(decode)),
+                ("roles", .object(roleTimes.map { name, busy, idle in
+                    let total = busy + idle
+                    return (name, .object([
+                        ("busy_s", .double(busy, decimals: 3)),
+                        ("idle_s", .double(idle, decimals: 3)),
+                        ("busy_fraction", total > 0 ? .double(busy / total, decimals: 4) : .null),
+                    ]))
+                })),
+            ])
+        }
+    }
+
+    /// Writes stats.json atomically; `url` is the file or the output directory.
+    public func write(to url: URL) throws {
+        let file = DurableFile.isDirectory(url) ? url.appendingPathComponent(RunStats.fileName) : url
+        try DurableFile.replace(file, with: json.prettyEncoded() + "\n")
+    }
+}

@@ -1,0 +1,258 @@
+// Rank 0: streams the manifest, skips what a previous run finished, tokenizes prompts, hands jobs to
+// replicas by load, turns results into records in shards, shows progress, and writes run.json and
+// stats.json. It does no heavy math, so it always answers.
+import Foundation
+import PaliBatch
+import PaliGeneration
+import PaliPipeline
+
+final class Coordinator {
+    let context: RankContext
+    let bundle: ModelBundle
+    let stagePlan: StagePlan
+    let config: RunConfiguration
+    let layout: Layout
+    let tasks: TaskFormatter
+
+    private struct Dispatched {
+        var entry: ManifestEntry
+        var replica: Int
+        var visionRank: Int
+        var sentAt: Double
+    }
+
+    private var dispatched: [Int64: Dispatched] = [:]
+    private var replicaLoad: [Int]
+    private var visionLoad: [Int: Int] = [:]
+    private var nextJobID: Int64 = 0
+    private var counts = (ok: 0, error: 0, skipped: 0)
+    private var generatedTokens = 0
+    private var promptLengths: [Int64: Int] = [:]
+    private var stats = RunStats()
+    /// Whether the record about to be written was already counted in `stats` (with its token counts).
+    private var counted = false
+    private var workerStats: [Int: [String: Double]] = [:]
+
+    init(context: RankContext, bundle: ModelBundle, stagePlan: StagePlan, config: RunConfiguration) throws {
+        self.context = context
+        self.bundle = bundle
+        self.stagePlan = stagePlan
+        self.config = config
+        layout = context.layout
+        replicaLoad = Array(repeating: 0, count: layout.replicas)
+        tasks = try TaskFormatter(bundle: bundle, maskDecoder: config.maskDecoder)
+    }
+
+    /// Sequences a replica may hold at once: its micro-batch slots, plus a little queue so a freed slot
+    /// is refilled at once and vision ranks stay busy.
+    private var replicaCapacity: Int {
+        let slots = (config.microBatches ?? layout.stages) * config.microBatchSize
+        return slots + max(config.microBatchSize, 2 * layout.visionRanks * config.visionBatch)
+    }
+
+    /// Runs the job; returns the process exit status.
+    func run() throws -> Int32 {
+        let setup: (total: Int, resume: ResumeState, writer: ShardWriter, reader: ManifestReader)
+        do {
+            setup = try prepare()
+        } catch {
+            FileHandle.standardError.write(Data("paligemma run: \(error)\n".utf8))
+            try shutdownWorkers(code: 2, reason: "the coordinator could not start the job", wait: 5)
+            return 2
+        }
+        let (total, resume, writer, reader) = setup
+        stats = RunStats(skipped: resume.doneIDs.count)
+        let remaining = max(0, total - resume.doneIDs.count)
+        let progress = ProgressReporter(total: total, alreadyDone: resume.doneIDs.count,
+                                        interval: config.progressInterval)
+        if resume.records > 0 {
+            log("resuming: \(resume.records) records in \(resume.shards) complete shards are kept; \(remaining) to do")
+        }
+        var exhausted = false
+        var interrupted: Int32 = 0
+        let capacity = replicaCapacity
+
+        while true {
+            let signal = StopSignal.pending
+            if signal != 0 { interrupted = signal; break }
+            // Hand out jobs while some replica has room.
+            while !exhausted, let replica = leastLoadedReplica(below: capacity) {
+                guard let entry = try reader.next() else { exhausted = true; break }
+                if resume.doneIDs.contains(entry.id) { counts.skipped += 1; continue }
+                if let record = try dispatch(entry, to: replica) {
+                    try write(record, writer)
+                }
+            }
+            if exhausted && dispatched.isEmpty { break }
+            if let (source, message) = try context.receive(timeout: 0.05) {
+                switch message.kind {
+                case .result:
+                    let result = try ResultMessage(message)
+                    try write(try record(for: result), writer)
+                case .heartbeat:
+                    break
+                case .stats:
+                    let stats = try StatsMessage(message)
+                    workerStats[source] = stats.values
+                default:
+                    throw unexpected(message, from: source, at: context)
+                }
+            }
+            progress.update(done: counts.ok + counts.error, errors: counts.error, generatedTokens: generatedTokens)
+        }
+
+        try writer.finish()
+        progress.update(done: counts.ok + counts.error, errors: counts.error, generatedTokens: generatedTokens)
+        progress.finish()
+        if interrupted != 0 {
+            let name = StopSignal.name(interrupted)
+            log("\(name): stopped with \(dispatched.count) job(s) unfinished; every complete shard is on disk "
+                + "(\(writer.shardsCompleted.count) written by this run). Rerun the same command to resume.")
+            try shutdownWorkers(code: 1, reason: "\(name) received", wait: 5)
+            try writeStats(outcome: "interrupted (\(name))")
+            return 128 + interrupted
+        }
+        try shutdownWorkers(code: 0, reason: "done", wait: 30)
+        try writeStats(outcome: "complete")
+        log("done: \(counts.ok) ok, \(counts.error) errors, \(counts.skipped) already done; "
+            + "\(writer.shardsCompleted.count) shard(s) written to \(config.outputDirectory.path)")
+        return 0
+    }
+
+    // MARK: Setup
+
+    private func prepare() throws -> (Int, ResumeState, ShardWriter, ManifestReader) {
+        let total = try ManifestReader.validate(config.manifest, options: config.manifestOptions)
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(at: config.outputDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw RunError.setup("cannot create the output directory \(config.outputDirectory.path): \(error.localizedDescription)")
+        }
+        let resume = try ResumeState.scan(config.outputDirectory)
+        try RunRecordFiles.checkAndWriteRunInfo(config: config, bundle: ModelBundleSummary(imageSize: bundle.hyper.vision.imageSize),
+                                                layout: layout, stagePlan: stagePlan)
+        let writer = try ShardWriter(directory: config.outputDirectory, shardSize: config.shardSize,
+                                     firstIndex: resume.nextShardIndex)
+        let reader = try ManifestReader(config.manifest, options: config.manifestOptions)
+        return (total, resume, writer, reader)
+    }
+
+    // MARK: Jobs
+
+    private func leastLoadedReplica(below capacity: Int) -> Int? {
+        var best: Int?
+        for r in 0..<layout.replicas where replicaLoad[r] < capacity {
+            if best == nil || replicaLoad[r] < replicaLoad[best!] { best = r }
+        }
+        return best
+    }
+
+    /// Sends `entry` to a vision rank of `replica`, or returns its error record when it cannot run.
+    private func dispatch(_ entry: ManifestEntry, to replica: Int) throws -> OutputRecord? {
+        if let problem = entry.pathError {
+            return errorRecord(entry, kind: "image_path_outside_root", message: problem)
+        }
+        guard let path = entry.imagePath else {
+            return errorRecord(entry, kind: "missing_image", message: "no image path for \(entry.id)")
+        }
+        let ids = bundle.promptIDs(entry.prompt)
+        do {
+            try bundle.prompt.validate(promptLength: ids.count, maxNewTokens: config.maxNewTokens)
+        } catch {
+            return errorRecord(entry, kind: "prompt_too_long", message: "\(error)")
+        }
+        var parameters = JobParameters(maxNewTokens: config.maxNewTokens, sampling: config.sampling)
+        parameters.seed = JobParameters.seed(base: config.sampling.seed, id: entry.id)
+        let ranks = layout.visionRanks(ofReplica: replica)
+        let visionRank = ranks.min { visionLoad[$0, default: 0] < visionLoad[$1, default: 0] }!
+        let id = nextJobID
+        nextJobID += 1
+        try context.transport.send(JobMessage(jobID: id, imagePath: path, promptIDs: ids.map(Int32.init),
+                                              parametersJSON: parameters.json), to: visionRank)
+        dispatched[id] = Dispatched(entry: entry, replica: replica, visionRank: visionRank, sentAt: MonotonicClock.now())
+        replicaLoad[replica] += 1
+        visionLoad[visionRank, default: 0] += 1
+        promptLengths[id] = ids.count
+        return nil
+    }
+
+    private func record(for result: ResultMessage) throws -> OutputRecord {
+        let promptLength = promptLengths.removeValue(forKey: result.jobID) ?? 0
+        guard let job = dispatched.removeValue(forKey: result.jobID) else {
+            throw RunError.internalMessage("result for job \(result.jobID), which is not outstanding")
+        }
+        replicaLoad[job.replica] -= 1
+        visionLoad[job.visionRank, default: 1] -= 1
+        var timings = result.timings
+        let width = timings.removeValue(forKey: "image_width").map { Int($0) }
+        let height = timings.removeValue(forKey: "image_height").map { Int($0) }
+        timings["total_s"] = MonotonicClock.now() - job.sentAt
+        let ordered = ["vision_s", "prefill_s", "decode_s", "total_s"].compactMap { key in timings[key].map { (key, $0) } }
+        switch result.status {
+        case .error:
+            let failure = JobFailure(json: result.errorJSON)
+            var rec = errorRecord(job.entry, kind: failure.kind, message: failure.message)
+            rec.timings = ordered
+            return rec
+        case .ok:
+            let tokens = result.tokenIDs.map(Int.init)
+            generatedTokens += tokens.count
+            stats.record(.ok, prefillTokens: promptLength, generatedTokens: tokens.count)
+            counted = true
+            let text = bundle.text(tokens)
+            var rec = OutputRecord(id: job.entry.id, image: job.entry.image, prompt: job.entry.prompt, status: .ok,
+                                   text: text, tokens: tokens, error: nil, taskFields: [], timings: ordered,
+                                   extra: job.entry.extra)
+            rec.taskFields = tasks.fields(text: text, imageWidth: width, imageHeight: height)
+            return rec
+        }
+    }
+
+    private func errorRecord(_ entry: ManifestEntry, kind: String, message: String) -> OutputRecord {
+        OutputRecord(id: entry.id, image: entry.image, prompt: entry.prompt, status: .error, text: nil, tokens: [],
+                     error: RecordError(kind: kind, message: message), taskFields: [], timings: [], extra: entry.extra)
+    }
+
+    private func write(_ record: OutputRecord, _ writer: ShardWriter) throws {
+        if record.status == .ok { counts.ok += 1 } else { counts.error += 1 }
+        if !counted { stats.record(record.status) }
+        counted = false
+        try writer.append(record)
+    }
+
+    // MARK: End
+
+    /// Tells every worker to stop and collects their final stats (waiting up to `wait` seconds).
+    private func shutdownWorkers(code: Int64, reason: String, wait: Double) throws {
+        let workers = Array(1..<layout.worldSize)
+        for rank in workers { try context.transport.send(ShutdownMessage(code: code, reason: reason), to: rank) }
+        var pending = Set(workers)
+        let deadline = MonotonicClock.now() + wait
+        while !pending.isEmpty, MonotonicClock.now() < deadline {
+            guard let (source, message) = try context.transport.receive(timeout: 0.05) else { continue }
+            context.forget(source)
+            if message.kind == .stats, let stats = try? StatsMessage(message), stats.isFinal {
+                workerStats[source] = stats.values
+                pending.remove(source)
+            }
+        }
+        for rank in workers { context.forget(rank) }
+    }
+
+    private func writeStats(outcome: String) throws {
+        var roles: [String: (busy: Double, idle: Double)] = [:]
+        for rank in 1..<layout.worldSize {
+            let values = workerStats[rank] ?? [:]
+            roles[String(format: "rank %03d: %@", rank, "\(layout.role(of: rank))")] =
+                (values["busy_seconds"] ?? 0, values["idle_seconds"] ?? 0)
+        }
+        stats.setRoles(roles)
+        stats.finish(outcome: outcome)
+        try stats.write(to: config.outputDirectory)
+    }
+
+    private func log(_ text: String) {
+        FileHandle.standardError.write(Data("paligemma run: \(text)\n".utf8))
+    }
+}

@@ -1,0 +1,121 @@
+// What every rank of a batch run shares: its transport, its role, a heartbeat to the peers that watch
+// it, a watch on the peers it depends on, and clocks of busy and idle time for stats.json.
+import Foundation
+import PaliPipeline
+
+final class RankContext {
+    let transport: Transport
+    let layout: Layout
+    let role: Role
+    let peerTimeout: Double
+    let heartbeatInterval: Double
+    /// Ranks this one sends heartbeats to.
+    let heartbeatTargets: [Int]
+    private(set) var monitor: PeerMonitor
+    private var background: Thread?
+    private let stopFlag = StopFlag()
+    private(set) var busySeconds = 0.0
+    private(set) var idleSeconds = 0.0
+    private var statsSequence: Int64 = 0
+    let started = MonotonicClock.now()
+
+    init(transport: Transport, layout: Layout, watching peers: [Int], heartbeatTargets: [Int],
+         peerTimeout: Double, heartbeatInterval: Double) {
+        self.transport = transport
+        self.layout = layout
+        role = layout.role(of: transport.rank)
+        self.peerTimeout = peerTimeout
+        self.heartbeatInterval = heartbeatInterval
+        self.heartbeatTargets = heartbeatTargets
+        monitor = PeerMonitor(peers: peers)
+    }
+
+    /// Starts the rank's communication thread: heartbeats to `heartbeatTargets` every interval, and
+    /// `transport.progress()` every millisecond so that sends and receives move on while the main thread
+    /// computes (MPI progresses only inside MPI calls). The heartbeat proves the process is alive even
+    /// during a long forward.
+    func startBackground() {
+        let transport = self.transport, targets = heartbeatTargets, interval = heartbeatInterval
+        let stop = stopFlag
+        let thread = Thread {
+            var timer = HeartbeatTimer(interval: interval)
+            while !stop.isSet {
+                do {
+                    if let beat = timer.due() {
+                        for target in targets { try transport.send(beat, to: target) }
+                    }
+                    try transport.progress()
+                } catch {
+                    if stop.isSet { return }
+                    FileHandle.standardError.write(Data("paligemma: rank \(transport.rank): communication thread: \(error)\n".utf8))
+                    return
+                }
+                Thread.sleep(forTimeInterval: 0.001)
+            }
+        }
+        thread.name = "paligemma-comm-\(rank)"
+        thread.start()
+        background = thread
+    }
+
+    /// Stops the communication thread (before shutdown and MPI_Finalize).
+    func stopBackground() {
+        stopFlag.set()
+        while let thread = background, !thread.isFinished { Thread.sleep(forTimeInterval: 0.001) }
+        background = nil
+    }
+
+    var rank: Int { transport.rank }
+
+    /// Checks that watched peers are alive (throws naming a silent one). Call it only after a receive
+    /// found nothing waiting, so heartbeats that arrived during a long computation have been counted.
+    func checkPeers() throws {
+        try monitor.requireAlive(olderThan: peerTimeout, rank: rank)
+    }
+
+    /// Waits for a message up to `timeout`, counting the wait as idle time; any message counts as a sign
+    /// of life of its sender. When nothing came, checks that the watched peers are alive.
+    func receive(timeout: Double?) throws -> (source: Int, message: Message)? {
+        let start = MonotonicClock.now()
+        let received = try transport.receive(timeout: timeout)
+        idleSeconds += MonotonicClock.now() - start
+        if let received {
+            monitor.heard(from: received.source)
+        } else {
+            try checkPeers()   // nothing waiting: every heartbeat that came in has been counted
+        }
+        return received
+    }
+
+    /// Runs `work`, counting it as busy time.
+    func busy<T>(_ work: () throws -> T) rethrows -> T {
+        let start = MonotonicClock.now()
+        defer { busySeconds += MonotonicClock.now() - start }
+        return try work()
+    }
+
+    func forget(_ peer: Int) { monitor.forget(peer) }
+
+    /// Sends this rank's final counters to the coordinator.
+    func sendFinalStats(_ values: [String: Double]) throws {
+        var all = values
+        all["busy_seconds"] = busySeconds
+        all["idle_seconds"] = idleSeconds
+        all["wall_seconds"] = MonotonicClock.now() - started
+        statsSequence += 1
+        try transport.send(StatsMessage(sequence: statsSequence, isFinal: true, values: all), to: 0)
+    }
+}
+
+/// Message kinds a rank did not expect are a bug (mismatched builds are caught by the wire format).
+func unexpected(_ message: Message, from source: Int, at context: RankContext) -> RunError {
+    .internalMessage("rank \(context.rank) (\(context.role)) got an unexpected \(message.kind) message from rank \(source)")
+}
+
+/// A flag set once from one thread and read from another.
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() { lock.lock(); value = true; lock.unlock() }
+}

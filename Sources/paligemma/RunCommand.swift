@@ -1,0 +1,115 @@
+// `paligemma run`: the batch job. Under `mpirun -np N` rank 0 coordinates and the others form
+// replicas of vision ranks + decoder stages; without mpirun one process plays every role.
+import ArgumentParser
+import Foundation
+import PaliBatch
+import PaliGeneration
+import PaliRun
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a manifest of (image, prompt) jobs into sharded JSONL, resumably; under mpirun, on many ranks.",
+        discussion: """
+            Input: --manifest FILE (.jsonl lines {"id", "image", "prompt", ...extra fields}, or .csv with those
+            columns), or --images DIR with --prompt. Output in --output-dir: shard-00000.jsonl, ... (each
+            written whole, then renamed), run.json and stats.json. Rerunning the same command resumes: ids in
+            complete shards are skipped. SIGTERM/SIGUSR1 write what is done and exit non-zero.
+
+            Layout under mpirun -np N: rank 0 coordinates; the other ranks form R replicas of V vision ranks
+            and S decoder stages, N = 1 + R·(V+S). Example: mpirun -np 5 paligemma run ... runs two replicas
+            of one vision rank and one decoder rank each. See docs/operations.md.
+            """)
+
+    @Option(help: "Model directory: config.json, *.safetensors (+ index), tokenizer.model, processor config.")
+    var model: String
+    @Option(help: "Manifest: .jsonl / .csv with id, image, prompt (relative image paths: against the manifest's folder).")
+    var manifest: String?
+    @Option(help: "A folder of images (*.jpg, *.jpeg, *.png) to run instead of a manifest; needs --prompt.")
+    var images: String?
+    @Option(help: "Prompt for jobs without one (and for --images).")
+    var prompt: String?
+    @Option(help: "Refuse image paths that resolve outside this folder (a per-record error).")
+    var imageRoot: String?
+    @Option(help: "Output folder for shards, run.json and stats.json (created if missing).")
+    var outputDir: String
+    @Option(help: "Records per shard file.")
+    var shardSize = 1000
+    @OptionGroup var sampling: SamplingOptions
+    @Option(help: "Sequences per micro-batch.")
+    var microBatchSize = 8
+    @Option(help: "Micro-batches in flight per replica (default: the number of stages).")
+    var microBatches: Int?
+    @Option(help: "Vision ranks per replica (V).")
+    var visionRanks: Int?
+    @Option(help: "Decoder stages per replica (S); layers are split between them by cost.")
+    var stages: Int?
+    @Option(help: "Layers per stage, overriding the split, e.g. 6,6,6.")
+    var stageLayers: String?
+    @Option(help: "Images a vision rank encodes in one forward, at most.")
+    var visionBatch = 4
+    @Option(help: "Refuse images whose header declares more pixels than this (a per-record error).")
+    var maxPixels = 64_000_000
+    @Option(help: "BLAS/kernel threads per rank (default: 1 per rank under mpirun, all cores otherwise).")
+    var threads: Int?
+    @Option(help: "End the job when a rank has been silent this many seconds.")
+    var peerTimeout = 20.0
+    @Option(help: "VQ-VAE mask decoder (.npz) for segmentation outputs (default: MODEL/vae-oid.npz if present).")
+    var maskDecoder: String?
+    @Flag(help: "Resume into an output folder whose run.json has other result-affecting settings.")
+    var allowSettingsChange = false
+    @Option(help: "Seconds between progress log lines when stderr is not a terminal.")
+    var progressInterval = 30.0
+
+    func validate() throws {
+        if (manifest == nil) == (images == nil) { throw ValidationError("give exactly one of --manifest FILE or --images DIR") }
+        if images != nil && prompt == nil { throw ValidationError("--images needs --prompt (the prompt for every image)") }
+        if shardSize < 1 { throw ValidationError("--shard-size must be at least 1") }
+        if microBatchSize < 1 { throw ValidationError("--micro-batch-size must be at least 1") }
+        if let m = microBatches, m < 1 { throw ValidationError("--micro-batches must be at least 1") }
+        if visionBatch < 1 { throw ValidationError("--vision-batch must be at least 1") }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if !(peerTimeout > 0) { throw ValidationError("--peer-timeout must be positive") }
+    }
+
+    func run() throws {
+        let source: ManifestSource
+        let description: String
+        if let manifest {
+            let url = URL(fileURLWithPath: manifest).standardizedFileURL
+            source = try ManifestSource.file(url)
+            description = url.path
+        } else {
+            let url = URL(fileURLWithPath: images!).standardizedFileURL
+            source = .directory(url, prompt: prompt!)
+            description = url.path
+        }
+        let modelURL = URL(fileURLWithPath: model).standardizedFileURL
+        var config = RunConfiguration(
+            modelDirectory: modelURL, manifest: source,
+            manifestOptions: ManifestOptions(imageRoot: imageRoot.map { URL(fileURLWithPath: $0).standardizedFileURL },
+                                             defaultPrompt: prompt),
+            manifestDescription: description,
+            outputDirectory: URL(fileURLWithPath: outputDir).standardizedFileURL)
+        config.shardSize = shardSize
+        config.microBatchSize = microBatchSize
+        config.microBatches = microBatches
+        config.maxNewTokens = sampling.maxTokens
+        config.sampling = sampling.parameters
+        config.visionRanks = visionRanks
+        config.stages = stages
+        config.stageLayers = stageLayers
+        config.visionBatch = visionBatch
+        config.maxPixels = maxPixels
+        config.threads = threads
+        config.peerTimeout = peerTimeout
+        let defaultDecoder = modelURL.appendingPathComponent("vae-oid.npz")
+        config.maskDecoder = maskDecoder.map { URL(fileURLWithPath: $0) }
+            ?? (FileManager.default.fileExists(atPath: defaultDecoder.path) ? defaultDecoder : nil)
+        config.allowSettingsChange = allowSettingsChange
+        config.progressInterval = progressInterval
+        config.commandLine = Array(CommandLine.arguments.dropFirst())
+        let status = BatchRun.main(config)
+        if status != 0 { throw ExitCode(status) }
+    }
+}

@@ -1,0 +1,362 @@
+// `paligemma run` end to end: the built executable under mpirun (and alone, np = 1) on the tiny
+// transformers-made checkpoints. Every layout must give, for every id, the tokens that generation one
+// job at a time gives; bad inputs become error records; a job killed at any moment resumes to each id
+// exactly once; a dead or silent rank ends the job quickly.
+import Foundation
+import Testing
+import PaliGeneration
+import PaliImage
+import PaliTensor
+
+let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let fixtures = repository.appendingPathComponent("Tests/Fixtures")
+
+enum Tools {
+    static func onPath(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// The paligemma executable of this build (beside the test bundle).
+    static var paligemma: String {
+        let candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+                          Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()]
+            + Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
+        for dir in candidates {
+            let path = dir.appendingPathComponent("paligemma").path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return repository.appendingPathComponent(".build/debug/paligemma").path
+    }
+
+    /// Open MPI settings for one machine without network, as root, oversubscribed.
+    static let mpiEnvironment: [String: String] = [
+        "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+        "OMPI_MCA_btl": "self,vader", "OMPI_MCA_pml": "ob1",
+        "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
+        "OMPI_MCA_btl_base_warn_component_unused": "0",
+        "OMPI_MCA_rmaps_base_oversubscribe": "1",
+    ]
+}
+
+/// One launched job: `paligemma run ...` alone (np 1) or under mpirun, in its own process group.
+final class Job {
+    let process = Process()
+    let log: URL
+    let started = Date()
+
+    init(np: Int, arguments: [String]) throws {
+        let run = [Tools.paligemma, "run"] + arguments
+        // Foundation starts the child as the leader of its own process group, so a test can signal
+        // all of a job's ranks at once (`kill(group:)`); checked below.
+        if np == 1 {
+            process.executableURL = URL(fileURLWithPath: run[0])
+            process.arguments = Array(run.dropFirst())
+        } else {
+            guard let mpirun = Tools.onPath("mpirun") else { throw RunTestError.noMPI }
+            process.executableURL = URL(fileURLWithPath: mpirun)
+            process.arguments = ["-np", "\(np)", "--bind-to", "none"] + run
+        }
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMIX_") }
+        environment.merge(Tools.mpiEnvironment) { _, new in new }
+        process.environment = environment
+        log = FileManager.default.temporaryDirectory.appendingPathComponent("paligemma-run-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let group = getpgid(process.processIdentifier)
+        precondition(group == process.processIdentifier || !process.isRunning,
+                     "the job is not a process group leader (pgid \(group)); kill(group:) would miss its ranks")
+    }
+
+    /// Waits up to `timeout` seconds; kills the whole group if it is still running then.
+    @discardableResult
+    func wait(timeout: Double = 300) -> (status: Int32, seconds: Double, output: String) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        if process.isRunning { signalEveryRank(SIGKILL); process.waitUntilExit() }
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        try? FileManager.default.removeItem(at: log)
+        return (process.terminationStatus, Date().timeIntervalSince(started), output)
+    }
+
+    func kill(group signal: Int32) { _ = Foundation.kill(-process.processIdentifier, signal) }
+
+    /// Sends `signal` to every rank (mpirun starts ranks in process groups of their own, so a signal
+    /// to mpirun's group does not reach them), then to the launcher, as a cluster's kill or srun would.
+    func signalEveryRank(_ signal: Int32) {
+        for rank in ranks { _ = Foundation.kill(rank, signal) }
+        kill(group: signal)
+    }
+
+    /// Processes of the job other than the launcher itself (the mpirun ranks).
+    var ranks: [Int32] {
+        let pipe = Pipe()
+        let pgrep = Process()
+        pgrep.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+        pgrep.arguments = ["-P", "\(process.processIdentifier)"]
+        pgrep.standardOutput = pipe
+        try? pgrep.run()
+        pgrep.waitUntilExit()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return text.split(separator: "\n").compactMap { Int32($0) }
+    }
+}
+
+enum RunTestError: Error { case noMPI }
+
+/// A scratch folder with images and a manifest.
+struct Workspace {
+    let root: URL
+    var manifest: URL { root.appendingPathComponent("jobs.jsonl") }
+    var output: URL { root.appendingPathComponent("out") }
+
+    init() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("paligemma-runtest-\(UUID().uuidString)")
+        let images = root.appendingPathComponent("images")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        let sources = fixtures.appendingPathComponent("images/sources")
+        for name in Workspace.goodImages + ["jpeg_444_baseline.jpg"] {
+            try FileManager.default.copyItem(at: sources.appendingPathComponent(name), to: images.appendingPathComponent(name))
+        }
+        try Data("this is not an image\n".utf8).write(to: images.appendingPathComponent("garbage.jpg"))
+    }
+
+    static let goodImages = ["jpeg_420_baseline.jpg", "jpeg_422_progressive.jpg", "png_rgb8_56.png", "png_gray8.png",
+                             "jpeg_cmyk_adobe.jpg"]
+    static let prompts = ["caption en", "detect red circle ; blue square", "segment circle", "answer en what is it?", ""]
+
+    func remove() { try? FileManager.default.removeItem(at: root) }
+
+    func write(_ lines: [[String: Any]]) throws {
+        let text = try lines.map { String(decoding: try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]), as: UTF8.self) }
+            .joined(separator: "\n") + "\n"
+        try Data(text.utf8).write(to: manifest)
+    }
+
+    /// `count` good jobs cycling over images and prompts.
+    func goodJobs(_ count: Int, prefix: String = "job") -> [[String: Any]] {
+        (0..<count).map { i in
+            ["id": "\(prefix)-\(i)", "image": "images/\(Workspace.goodImages[i % Workspace.goodImages.count])",
+             "prompt": Workspace.prompts[(i / Workspace.goodImages.count + i) % Workspace.prompts.count], "n": i]
+        }
+    }
+
+    /// Records of every complete shard.
+    func records() throws -> [[String: Any]] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: output.path).filter { $0.hasPrefix("shard-") }.sorted()
+        return try names.flatMap { name -> [[String: Any]] in
+            let text = try String(contentsOf: output.appendingPathComponent(name), encoding: .utf8)
+            return try text.split(separator: "\n").map {
+                try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+            }
+        }
+    }
+}
+
+/// Greedy tokens of each (image, prompt) generated alone, in-process.
+func expectedTokens(model: URL, jobs: [[String: Any]], root: URL, maxTokens: Int) throws -> [String: [Int]] {
+    let bundle = try ModelBundle(directory: model)
+    let generator = Generator(model: try bundle.loadModel(), stopIDs: bundle.stopIDs)
+    let preprocessor = ImagePreprocessor(configuration: try ImageProcessorConfiguration.load(modelDirectory: model))
+    let s = bundle.hyper.vision.imageSize
+    var out: [String: [Int]] = [:]
+    for job in jobs {
+        let pixels = Tensor(shape: [3, s, s], values: try preprocessor.pixelValues(
+            contentsOf: root.appendingPathComponent(job["image"] as! String)))
+        let request = GenerationRequest(promptIDs: bundle.promptIDs(job["prompt"] as! String), pixelValues: pixels,
+                                        maxNewTokens: maxTokens)
+        out[job["id"] as! String] = generator.generate([request])[0].tokens
+    }
+    return out
+}
+
+func model(_ name: String) -> URL { fixtures.appendingPathComponent("models/\(name)") }
+
+@Suite(.serialized)
+struct RunJobTests {
+    static var hasMPI: Bool { Tools.onPath("mpirun") != nil }
+
+    @Test(arguments: [(1, "pg1-mqa", ""), (3, "pg1-mqa", ""), (4, "pg2-softcap", "--stages 2"), (5, "pg1-mqa", ""),
+                      (7, "pg2-softcap", "--stages 2"), (4, "pg1-mqa", "--vision-ranks 2")])
+    func everyLayoutMatchesGenerationAlone(np: Int, modelName: String, layout: String) throws {
+        try #require(np == 1 || Self.hasMPI, "mpirun is not installed (Launch/setup.sh installs openmpi-bin)")
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let good = ws.goodJobs(14)
+        let bad: [[String: Any]] = [
+            ["id": "missing", "image": "images/nope.jpg", "prompt": "caption en"],
+            ["id": "garbage", "image": "images/garbage.jpg", "prompt": "caption en"],
+            ["id": "huge", "image": "images/jpeg_444_baseline.jpg", "prompt": "caption en"],   // 300×40 > --max-pixels
+            ["id": "long", "image": "images/png_gray8.png", "prompt": String(repeating: "word ", count: 9000)],
+            ["id": "escape", "image": "../outside.jpg", "prompt": "caption en"],
+        ]
+        var lines = good
+        lines.insert(contentsOf: bad, at: 5)
+        try ws.write(lines)
+        let maxTokens = 10
+        let job = try Job(np: np, arguments: ["--model", model(modelName).path, "--manifest", ws.manifest.path,
+                                              "--output-dir", ws.output.path, "--max-tokens", "\(maxTokens)",
+                                              "--shard-size", "4", "--micro-batch-size", "3", "--max-pixels", "8000",
+                                              "--image-root", ws.root.path]
+                                  + layout.split(separator: " ").map(String.init))
+        let outcome = job.wait()
+        #expect(outcome.status == 0, "np \(np) \(layout): exit \(outcome.status)\n\(outcome.output)")
+        let records = try ws.records()
+        let ids = records.map { $0["id"] as! String }
+        #expect(ids.count == lines.count && Set(ids).count == lines.count, "each id exactly once")
+        let expected = try expectedTokens(model: model(modelName), jobs: good, root: ws.root, maxTokens: maxTokens)
+        let kinds = ["missing": "missing_image", "garbage": "unreadable_image", "huge": "image_too_large",
+                     "long": "prompt_too_long", "escape": "image_path_outside_root"]
+        for record in records {
+            let id = record["id"] as! String
+            if let kind = kinds[id] {
+                #expect(record["status"] as? String == "error", "\(id) is an error record")
+                #expect((record["error"] as? [String: Any])?["kind"] as? String == kind, "\(id): error kind")
+            } else {
+                #expect(record["status"] as? String == "ok", "\(id): \(record)")
+                #expect(record["tokens"] as? [Int] == expected[id], "np \(np) \(modelName): tokens of \(id)")
+                #expect(record["n"] as? Int == Int(id.split(separator: "-").last!)!, "extra field carried")
+            }
+        }
+        let shards = try FileManager.default.contentsOfDirectory(atPath: ws.output.path)
+        #expect(shards.contains("run.json") && shards.contains("stats.json"))
+        #expect(!shards.contains { $0.hasSuffix(".tmp") }, "no temporary shard left")
+    }
+
+    @Test(arguments: [1, 3])
+    func sigkillAtAnyMomentThenResumeGivesEachIDOnce(np: Int) throws {
+        try #require(np == 1 || Self.hasMPI, "mpirun is not installed")
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let lines = ws.goodJobs(400)
+        try ws.write(lines)
+        let arguments = ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path, "--output-dir", ws.output.path,
+                         "--max-tokens", "6", "--shard-size", "15", "--threads", "1"]
+        let first = try Job(np: np, arguments: arguments)
+        // Kill every rank once a few shards are on disk (mid-shard: the next one is being filled).
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, first.process.isRunning,
+              ((try? FileManager.default.contentsOfDirectory(atPath: ws.output.path)) ?? []).filter({ $0.hasPrefix("shard-") }).count < 3 {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        Thread.sleep(forTimeInterval: 0.15)
+        #expect(first.process.isRunning, "the first run ended before it could be killed; use more jobs")
+        first.signalEveryRank(SIGKILL)
+        let killed = first.wait(timeout: 30)
+        #expect(killed.status != 0)
+        let kept = try ws.records()
+        #expect(!kept.isEmpty && kept.count < lines.count, "the kill came mid-job (\(kept.count) records kept)")
+        let keptTokens = Dictionary(uniqueKeysWithValues: kept.map { ($0["id"] as! String, $0["tokens"] as! [Int]) })
+
+        let second = try Job(np: np, arguments: arguments).wait()
+        #expect(second.status == 0, "resume: \(second.output)")
+        let all = try ws.records()
+        let ids = all.map { $0["id"] as! String }
+        #expect(ids.count == lines.count, "\(ids.count) records for \(lines.count) ids")
+        #expect(Set(ids) == Set(lines.map { $0["id"] as! String }), "every id present, none twice")
+        for record in all where keptTokens[record["id"] as! String] != nil {
+            #expect(record["tokens"] as? [Int] == keptTokens[record["id"] as! String], "kept records unchanged")
+        }
+        #expect(second.output.contains("resuming: \(kept.count) records"), "the rerun says what it kept")
+    }
+
+    @Test func sigusr1WritesWhatIsDoneAndExitsNonZero() throws {
+        try #require(Self.hasMPI, "mpirun is not installed")
+        let ws = try Workspace()
+        defer { ws.remove() }
+        try ws.write(ws.goodJobs(400))
+        let arguments = ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path, "--output-dir", ws.output.path,
+                         "--max-tokens", "6", "--shard-size", "1000"]
+        let job = try Job(np: 3, arguments: arguments)
+        Thread.sleep(forTimeInterval: 3)
+        #expect(job.process.isRunning)
+        let sent = Date()
+        job.signalEveryRank(SIGUSR1)
+        let outcome = job.wait(timeout: 60)
+        #expect(outcome.status != 0, "a stopped job exits non-zero")
+        #expect(Date().timeIntervalSince(sent) < 15, "stops promptly")
+        let partial = try ws.records()
+        #expect(!partial.isEmpty && partial.count < 400, "the partial shard (\(partial.count) records) was completed")
+        let again = try Job(np: 3, arguments: arguments).wait()
+        #expect(again.status == 0, "\(again.output)")
+        let ids = try ws.records().map { $0["id"] as! String }
+        #expect(ids.count == 400 && Set(ids).count == 400)
+    }
+
+    @Test(arguments: ["KILL", "STOP"])
+    func aDeadOrSilentRankEndsTheJobWithin30Seconds(how: String) throws {
+        try #require(Self.hasMPI, "mpirun is not installed")
+        let ws = try Workspace()
+        defer { ws.remove() }
+        try ws.write(ws.goodJobs(3000))
+        let job = try Job(np: 4, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
+                                             "--output-dir", ws.output.path, "--max-tokens", "8", "--stages", "2",
+                                             "--peer-timeout", "5"])
+        var ranks: [Int32] = []
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && job.process.isRunning {
+            ranks = job.ranks
+            if ranks.count == 4 && FileManager.default.fileExists(atPath: ws.output.appendingPathComponent("run.json").path) { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        try #require(ranks.count == 4, "mpirun started \(ranks.count) ranks")
+        Thread.sleep(forTimeInterval: 1)
+        let victim = ranks.sorted()[2]
+        let struck = Date()
+        _ = kill(victim, how == "KILL" ? SIGKILL : SIGSTOP)
+        let outcome = job.wait(timeout: 60)
+        if how == "STOP" { _ = kill(victim, SIGKILL) }
+        let seconds = Date().timeIntervalSince(struck)
+        #expect(outcome.status != 0, "the job fails")
+        #expect(seconds < 30, "ended \(seconds) s after the rank was \(how == "KILL" ? "killed" : "stopped")")
+        if how == "STOP" {
+            #expect(outcome.output.contains("silent"), "the message names the silent rank:\n\(outcome.output)")
+        } else {
+            #expect(outcome.output.contains("rank"), "the message names the rank:\n\(outcome.output)")
+        }
+    }
+
+    @Test func worldSizesThatDoNotFitAreRefusedBeforeWork() throws {
+        try #require(Self.hasMPI, "mpirun is not installed")
+        let ws = try Workspace()
+        defer { ws.remove() }
+        try ws.write(ws.goodJobs(3))
+        for (np, extra, words) in [(2, [String](), "cannot hold"), (6, ["--stages", "3"], "does not fit"),
+                                   (4, ["--stages", "2", "--stage-layers", "1,2"], "covers 3 layers")] {
+            let outcome = try Job(np: np, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
+                                                      "--output-dir", ws.output.path] + extra).wait(timeout: 60)
+            #expect(outcome.status != 0)
+            #expect(outcome.output.contains(words), "np \(np) \(extra): \(outcome.output)")
+            #expect(!FileManager.default.fileExists(atPath: ws.output.appendingPathComponent("run.json").path))
+        }
+    }
+
+    @Test func aMalformedManifestLineStopsTheJobBeforeWork() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        var text = try ws.goodJobs(5).map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }
+        text.insert("{\"id\": \"x\", \"image\": ", at: 3)
+        text.append(text[0])   // a duplicate id
+        try Data((text.joined(separator: "\n") + "\n").utf8).write(to: ws.manifest)
+        let outcome = try Job(np: 1, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
+                                                 "--output-dir", ws.output.path]).wait(timeout: 60)
+        #expect(outcome.status != 0)
+        #expect(outcome.output.contains("jobs.jsonl:4"), "names the line: \(outcome.output)")
+        #expect(((try? ws.records()) ?? []).isEmpty, "nothing processed")
+    }
+
+    @Test func resumingWithOtherSettingsIsRefused() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        try ws.write(ws.goodJobs(4))
+        let base = ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path, "--output-dir", ws.output.path]
+        #expect(try Job(np: 1, arguments: base + ["--max-tokens", "4"]).wait().status == 0)
+        let refused = try Job(np: 1, arguments: base + ["--max-tokens", "5"]).wait()
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("max_tokens"), "\(refused.output)")
+    }
+}
