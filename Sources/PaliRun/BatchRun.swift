@@ -27,6 +27,9 @@ public struct RunConfiguration: Sendable {
     public var visionBatch = 4
     public var maxPixels = 64_000_000
     public var threads: Int?
+    /// Threads of vision ranks under mpirun (default: `threads`). A vision rank is idle most of the time
+    /// (SigLIP is ~1/10 of a job's FLOPs), so on a shared machine the decoder ranks deserve the cores.
+    public var visionThreads: Int?
     public var peerTimeout = 20.0
     public var heartbeatInterval = 2.0
     public var maskDecoder: URL?
@@ -160,6 +163,7 @@ public enum BatchRun {
                 let coordinator = try Coordinator(context: context, bundle: bundle, stagePlan: stagePlan, config: config)
                 return try coordinator.run()
             case .vision:
+                if transport is MPITransport, let t = config.visionThreads { BLAS.threads = t }
                 let checkpoint = try Checkpoint(directory: config.modelDirectory)
                 let worker = try VisionWorker(context: context, bundle: bundle, checkpoint: checkpoint,
                                               maxPixels: config.maxPixels, visionBatch: config.visionBatch)

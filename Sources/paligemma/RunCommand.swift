@@ -52,6 +52,8 @@ struct RunCommand: ParsableCommand {
     var maxPixels = 64_000_000
     @Option(help: "BLAS/kernel threads per rank (default: 1 per rank under mpirun, all cores otherwise).")
     var threads: Int?
+    @Option(help: "BLAS/kernel threads of vision ranks under mpirun (default: --threads); they idle most of the time.")
+    var visionThreads: Int?
     @Option(help: "End the job when a rank has been silent this many seconds.")
     var peerTimeout = 20.0
     @Option(help: "VQ-VAE mask decoder (.npz) for segmentation outputs (default: MODEL/vae-oid.npz if present).")
@@ -69,6 +71,7 @@ struct RunCommand: ParsableCommand {
         if let m = microBatches, m < 1 { throw ValidationError("--micro-batches must be at least 1") }
         if visionBatch < 1 { throw ValidationError("--vision-batch must be at least 1") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if let t = visionThreads, t < 1 { throw ValidationError("--vision-threads must be at least 1") }
         if !(peerTimeout > 0) { throw ValidationError("--peer-timeout must be positive") }
     }
 
@@ -102,6 +105,7 @@ struct RunCommand: ParsableCommand {
         config.visionBatch = visionBatch
         config.maxPixels = maxPixels
         config.threads = threads
+        config.visionThreads = visionThreads
         config.peerTimeout = peerTimeout
         let defaultDecoder = modelURL.appendingPathComponent("vae-oid.npz")
         config.maskDecoder = maskDecoder.map { URL(fileURLWithPath: $0) }
