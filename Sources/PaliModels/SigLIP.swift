@@ -42,6 +42,22 @@ public final class SiglipVisionTower: @unchecked Sendable {
 
     /// pixel values [B, 3, S, S] → last_hidden_state [B, N, D] (after post_layernorm).
     public func callAsFunction(_ pixels: Tensor) -> Tensor {
+        forward(pixels, record: nil)
+    }
+
+    /// Every intermediate state, for per-layer comparisons (transformers' SiglipVisionModel with
+    /// `output_hidden_states=True`): `hyper.layers + 2` tensors [B, N, D]: the embeddings (patches +
+    /// positions) = transformers' `hidden_states[0]`, the output of each encoder layer = `hidden_states[1...L]`,
+    /// and last the output after post_layernorm (`last_hidden_state`, equal to `callAsFunction(pixels)`).
+    public func hiddenStates(_ pixels: Tensor) -> [Tensor] {
+        var states: [Tensor] = []
+        let output = forward(pixels) { states.append($0.copy()) }
+        return states + [output]
+    }
+
+    /// The forward pass; `record` (when given) sees the residual stream [B, N, D] after the embeddings
+    /// and after each encoder layer (it must copy what it keeps: the buffer is updated in place).
+    private func forward(_ pixels: Tensor, record: ((Tensor) -> Void)?) -> Tensor {
         let h = hyper, s = h.imageSize, ps = h.patchSize, n = h.patchesPerSide, d = h.width
         precondition(pixels.rank == 4 && pixels.shape[1] == 3 && pixels.shape[2] == s && pixels.shape[3] == s,
                      "vision tower expects pixel values [B, 3, \(s), \(s)], got \(pixels.shape)")
@@ -64,6 +80,7 @@ public final class SiglipVisionTower: @unchecked Sendable {
             let base = x.data + img * h.tokens * d
             for i in 0..<(h.tokens * d) { base[i] += positions.data[i] }
         }
+        record?(x.reshaped([b, h.tokens, d]))
 
         let y = Tensor(zeros: [rows, d])
         let q = Tensor(zeros: [rows, d]), k = Tensor(zeros: [rows, d]), v = Tensor(zeros: [rows, d])
@@ -92,6 +109,7 @@ public final class SiglipVisionTower: @unchecked Sendable {
             Activations.geluTanh(hidden.data, count: rows * h.mlpWidth)
             Linear.forward(hidden.data, rows: rows, inFeatures: h.mlpWidth, weight: layer.fc2w.data, outFeatures: d, bias: layer.fc2b.data, into: y.data)
             Elementwise.add(y.data, into: x.data, count: rows * d)
+            record?(x.reshaped([b, h.tokens, d]))
         }
         Norms.layerNorm(x.data, rows: rows, width: d, gamma: postLNWeight.data, beta: postLNBias.data, eps: h.eps, into: y.data)
         return y.reshaped([b, h.tokens, d])

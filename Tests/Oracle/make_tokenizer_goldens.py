@@ -2,8 +2,8 @@
 
     .venv/bin/python Tests/Oracle/make_tokenizer_goldens.py
 
-Deterministic: re-running rewrites byte-identical files (fixed corpus, one trainer thread,
-no paths recorded in the models). Writes:
+Deterministic: re-running rewrites byte-identical files (the fixed, committed corpus
+Tests/Oracle/corpus.txt, one trainer thread, no paths recorded in the models). Writes:
 
   gemma-style.model        BPE as Gemma/PaliGemma: byte fallback, no dummy prefix, no whitespace
                            collapsing, split digits, identity normalization, <loc>/<seg> pieces
@@ -34,7 +34,8 @@ import sp_models  # noqa: E402
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Fixtures", "tokenizer")
 
 # ---------------------------------------------------------------------------------------------
-# Training corpus: fixed text only (no interpreter docstrings), so models are reproducible.
+# Sample texts: encoded as goldens (texts_for) and used by bench_tokenizer.py. The models are trained
+# on the committed corpus (sp_models.corpus_lines(): Tests/Oracle/corpus.txt), not on these lists.
 
 _PROSE = [
     "a photo of a red circle on a blue background",
@@ -79,20 +80,6 @@ _MULTILINGUAL = [
     "ქართული ენა ძალიან ლამაზია", "Հայերեն լեզուն գեղեցիկ է", "አማርኛ ቋንቋ ነው",
     "1234 5678 90 3.14159 2026-11-22 100% 42", "$19.99 €5 £3 ¥1000",
 ]
-
-
-def corpus():
-    rng = random.Random(20261122)
-    lines = []
-    lines += _PROSE * 30
-    lines += _MULTILINGUAL * 12
-    words = " ".join(_PROSE + _MULTILINGUAL).split()
-    for _ in range(4000):
-        lines.append(" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))))
-    for _ in range(300):  # whitespace runs so that whitespace-only pieces are learned
-        lines.append(rng.choice(words) + " " * rng.randint(2, 5) + rng.choice(words))
-    rng.shuffle(lines)
-    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,14 +333,14 @@ def train_custom_rule(path, lines):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    lines = corpus()
+    lines = sp_models.corpus_lines()
     gemma = os.path.join(OUT, "gemma-style.model")
     dummy = os.path.join(OUT, "dummy-prefix.model")
     unused = os.path.join(OUT, "unused-pieces.model")
     nofb = os.path.join(OUT, "no-fallback.model")
     rule = os.path.join(OUT, "custom-rule.model")
-    sp_models.train(gemma, vocab_size=3000, lines=lines, allow_whitespace_only_pieces=True)
-    sp_models.train(dummy, vocab_size=2000, dummy_prefix=True, collapse_whitespace=True, lines=lines)
+    sp_models.train(gemma, vocab_size=4000, lines=lines, allow_whitespace_only_pieces=True)
+    sp_models.train(dummy, vocab_size=3000, dummy_prefix=True, collapse_whitespace=True, lines=lines)
     train_no_fallback(nofb, lines)
     train_custom_rule(rule, lines)
 

@@ -8,51 +8,39 @@ default names <s>/</s>, transformers' GemmaTokenizer silently adds a second BOS.
 """
 import io
 import os
-import random
 
 import sentencepiece as spm
 
 LOC_SEG = [f"<loc{i:04d}>" for i in range(1024)] + [f"<seg{i:03d}>" for i in range(128)]
 
-# A deterministic multilingual training corpus (no downloads): English prose from Python's own
-# docstrings plus fixed sentences in several scripts, shuffled with a fixed seed.
-_SENTENCES = [
-    "a photo of a red circle on a blue background",
-    "caption en", "detect cat ; dog", "segment red square", "answer en what color is the car?",
-    "two green triangles and a yellow star", "the quick brown fox jumps over the lazy dog",
-    "un chat noir dort sur le canapé", "der schnelle braune Fuchs springt über den faulen Hund",
-    "el niño comió una manzana roja", "Это пример текста на русском языке",
-    "これは日本語のテキストです", "这是一个中文句子", "이것은 한국어 문장입니다",
-    "هذه جملة باللغة العربية", "זהו משפט בעברית", "यह हिंदी में एक वाक्य है",
-    "Ελληνικά γράμματα και λέξεις", "ภาษาไทยเป็นภาษาที่สวยงาม", "Tiếng Việt có dấu",
-    "1234 5678 90 3.14159 2026-11-22", "circle square triangle star hexagon ring cross",
-    "red green blue yellow purple orange white black gray pink cyan brown",
-]
+# The training corpus is a fixed, committed text: Tests/Oracle/corpus.txt (UTF-8, one training sentence
+# per line, split on "\n" only; about 290 KB written for this project: captions, PaliGemma task prompts
+# and answers with <loc>/<seg> tokens, VQA, OCR-like strings, sentences in ~30 languages, code, numbers,
+# emoji, whitespace runs and tabs). Nothing depends on the interpreter, the machine or the network, so
+# sentencepiece (pinned in requirements.txt) trains byte-identical models everywhere. Editing the file
+# changes every fixture tokenizer: re-run make_tokenizer_goldens.py and make_model_goldens.py.
+CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus.txt")
 
 
-def corpus_lines(n_doc_modules=60, seed=0):
-    import pydoc  # noqa: F401  (imported for its docstrings)
-    import sys
-    lines = []
-    for name in sorted(sys.modules)[:n_doc_modules]:
-        doc = getattr(sys.modules[name], "__doc__", None) or ""
-        lines += [l.strip() for l in doc.splitlines() if l.strip()]
-    lines += _SENTENCES * 20
-    rng = random.Random(seed)
-    rng.shuffle(lines)
-    return lines
+def corpus_lines(path=CORPUS):
+    """The training sentences of corpus.txt, in file order (no line contains "\n")."""
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8")
+    return [line for line in text.split("\n") if line]
 
 
-def train(out_path, vocab_size=2000, dummy_prefix=False, collapse_whitespace=False, seed=0,
-          lines=None, **trainer_options):
+def train(out_path, vocab_size=3000, dummy_prefix=False, collapse_whitespace=False, lines=None,
+          **trainer_options):
     """Train a Gemma-style BPE model and write it to out_path (a .model file).
 
-    lines: the training sentences (default: corpus_lines(seed), which depends on the interpreter's
-    loaded modules; pass a fixed list for byte-identical models). trainer_options: extra
-    SentencePieceTrainer options (e.g. allow_whitespace_only_pieces=True).
+    lines: the training sentences (default: corpus_lines(), the committed corpus.txt). Deterministic:
+    the same lines give a byte-identical model (one trainer thread, no paths recorded).
+    trainer_options: extra SentencePieceTrainer options (e.g. allow_whitespace_only_pieces=True).
+    On corpus.txt vocab_size must be at least ~2350 (4 specials + 1152 <loc>/<seg> + 256 bytes + the
+    ~920 characters within character_coverage) before any merge is learned.
     """
     if lines is None:
-        lines = corpus_lines(seed=seed)
+        lines = corpus_lines()
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
