@@ -26,6 +26,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
     targets: [
         // C shims: the only places that see C headers.
@@ -39,7 +40,8 @@ let package = Package(
         // Kernels: Tensor, GEMM through OpenBLAS, norms, activations, RoPE, attention.
         .target(name: "PaliTensor", dependencies: ["CBLAS"], swiftSettings: cpuFlags),
         // Weights: safetensors (mmap, f32/bf16/f16, sharded index), config.json.
-        .target(name: "PaliWeights", dependencies: ["PaliTensor"], swiftSettings: cpuFlags),
+        .target(name: "PaliWeights", dependencies: ["PaliTensor", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+                swiftSettings: cpuFlags),
         // Inputs: SentencePiece tokenizer.
         .target(name: "PaliTokenizer"),
         // Inputs: image decode (libjpeg-turbo, libpng), PIL-exact bicubic resize, normalize.
@@ -49,7 +51,7 @@ let package = Package(
         .target(name: "PaliModels", dependencies: ["PaliTensor", "PaliWeights"], swiftSettings: cpuFlags),
 
         // Generation: prompt format, prefill/decode with KV caches, sampler, task parsers.
-        .target(name: "PaliGeneration", dependencies: ["PaliModels", "PaliTensor", "PaliTokenizer", "PaliWeights"],
+        .target(name: "PaliGeneration", dependencies: ["PaliModels", "PaliTensor", "PaliTokenizer", "PaliWeights", "PaliImage"],
                 swiftSettings: cpuFlags),
 
         // Pipeline: transports (MPI, in-process), wire format, layout and stage planning.
@@ -81,6 +83,9 @@ let package = Package(
         .testTarget(name: "PaliPipelineTests", dependencies: ["PaliPipeline"]),
         .testTarget(name: "PaliBatchTests", dependencies: ["PaliBatch"]),
         .testTarget(name: "PaliRunTests", dependencies: ["PaliRun", "PaliGeneration", "PaliImage", "PaliTensor"],
+                    swiftSettings: cpuFlags),
+        .testTarget(name: "PaliTasksTests", dependencies: ["PaliGeneration", "PaliModels", "PaliWeights", "PaliTensor", "PaliImage",
+                                                        .product(name: "ZIPFoundation", package: "ZIPFoundation")],
                     swiftSettings: cpuFlags),
     ]
 )

@@ -2,6 +2,8 @@
 import ArgumentParser
 import Foundation
 import PaliGeneration
+import PaliImage
+import PaliModels
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,7 +13,10 @@ struct GenerateCommand: ParsableCommand {
             Pairs come from repeated --image/--prompt options (one prompt for all images is fine), or from
             --jobs FILE.jsonl with lines {"image": PATH, "prompt": TEXT} (paths relative to the file).
             Prints one answer per line, or with --json one line {"text", "tokens"} per pair, tokens being the
-            generated ids up to and including <eos> when produced.
+            generated ids up to and including <eos> when produced. When the answer holds <loc>/<seg> tokens
+            (detect, segment), the JSON line also has "objects": [{"label", "box": [x0, y0, x1, y1], "mask"}] in
+            pixels of the original image (masks as COCO RLE, decoded with --mask-decoder), and "problems" when
+            part of the answer is malformed (docs/tasks.md).
             """)
 
     @OptionGroup var model: ModelOptions
@@ -19,11 +24,16 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Prompt prefix, e.g. \"caption en\"; repeat to pair with each --image.") var prompt: [String] = []
     @Option(help: "JSONL file of {\"image\", \"prompt\"} lines.") var jobs: String?
     @OptionGroup var sampling: SamplingOptions
-    @Flag(help: "Print one JSON line per pair: {\"text\", \"tokens\"}.") var json = false
+    @Flag(help: "Print one JSON line per pair: {\"text\", \"tokens\"} (+ \"objects\" for detect/segment).") var json = false
+    @Option(help: "VQ-VAE mask decoder (.npz) for <seg> codes (default: MODEL/vae-oid.npz when it exists).")
+    var maskDecoder: String?
 
     func validate() throws {
         if jobs == nil && image.isEmpty { throw ValidationError("give --image PATH (and --prompt TEXT), or --jobs FILE.jsonl") }
         if jobs != nil && !image.isEmpty { throw ValidationError("use either --image/--prompt or --jobs, not both") }
+        if let maskDecoder, !FileManager.default.fileExists(atPath: maskDecoder) {
+            throw ValidationError("--mask-decoder \(maskDecoder): no such file")
+        }
         if !image.isEmpty && !(prompt.count == image.count || prompt.count <= 1) {
             throw ValidationError("give one --prompt per --image (\(image.count) images, \(prompt.count) prompts), or a single --prompt for all")
         }
@@ -51,17 +61,30 @@ struct GenerateCommand: ParsableCommand {
         model.applyThreads()
         let bundle = try ModelBundle(directory: model.directory)
         let loader = try ImageLoader(bundle: bundle, maxPixels: model.maxPixels)
-        let requests = try pairs().map { pair -> GenerationRequest in
+        let pairs = try pairs()
+        let requests = try pairs.map { pair -> GenerationRequest in
             let ids = bundle.promptIDs(pair.prompt)
             try bundle.prompt.validate(promptLength: ids.count, maxNewTokens: sampling.maxTokens)
             return GenerationRequest(promptIDs: ids, pixelValues: try loader.pixels(pair.image),
                                      maxNewTokens: sampling.maxTokens, sampling: sampling.parameters)
         }
         let generator = Generator(model: try bundle.loadModel(), stopIDs: bundle.stopIDs)
-        for result in generator.generate(requests) {
+        let decoderURL = maskDecoder.map { URL(fileURLWithPath: $0) } ?? bundle.directory.appendingPathComponent("vae-oid.npz")
+        var loadedDecoder: MaskDecoder?
+        for (pair, result) in zip(pairs, generator.generate(requests)) {
             let text = bundle.text(result.tokens)
             if json {
-                let obj: [String: Any] = ["text": text, "tokens": result.tokens]
+                var obj: [String: Any] = ["text": text, "tokens": result.tokens]
+                if text.contains("<loc") || text.contains("<seg") {
+                    // Loaded on first use: only segmentation answers need it.
+                    if loadedDecoder == nil, text.contains("<seg"), FileManager.default.fileExists(atPath: decoderURL.path) {
+                        loadedDecoder = try MaskDecoder(contentsOf: decoderURL)
+                    }
+                    let header = try ImageDecoder(maxPixels: model.maxPixels).header(contentsOf: URL(fileURLWithPath: pair.image))
+                    let parsed = TaskOutput.parse(text: text, imageWidth: header.width, imageHeight: header.height,
+                                                  maskDecoder: loadedDecoder)
+                    for (key, value) in parsed.jsonFields ?? [] { obj[key] = value }
+                }
                 let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
                 print(String(decoding: data, as: UTF8.self))
             } else {

@@ -7,5 +7,5 @@ struct PaliGemmaCLI: ParsableCommand {
         commandName: "paligemma",
         abstract: "PaliGemma inference on CPU: single images, batch jobs under mpirun, benchmarks.",
         subcommands: [GenerateCommand.self, LogitsCommand.self, TokenizeCommand.self, PreprocessCommand.self,
-                      BenchCommand.self, RunCommand.self])
+                      BenchCommand.self, RunCommand.self, MaskCommand.self, ReportCommand.self])
 }
