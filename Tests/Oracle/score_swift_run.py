@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Score a `paligemma run` over held-out shapes scenes, and compare it with transformers.
+
+  .venv/bin/python Tests/Oracle/score_swift_run.py --scenes /tmp/shapes-eval-1000 --run /tmp/swift-eval \
+      [--transformers /tmp/eval-1000.jsonl]
+
+--scenes: a folder written by shapes.py (manifest.jsonl with "truth", images/, masks/).
+--run: the --output-dir of `paligemma run --manifest SCENES/manifest.jsonl --max-tokens 40`.
+--transformers: the per-job results of eval_demo_model.py (its "tokens" and "text"), to count
+equal answers (greedy token ids and decoded text).
+
+Figures use the Swift records only: caption exact match; detection: per truth object, IoU ≥ 0.5 of
+the best record object with the same label (boxes as the record gives them, pixels of the original
+image); segmentation: the record's COCO RLE mask (decoded with pycocotools) against the truth mask.
+"""
+import argparse
+import glob
+import json
+import os
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as cocomask
+
+
+def box_iou(a, b):
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scenes", required=True)
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--transformers")
+    a = ap.parse_args()
+    jobs = {}
+    with open(os.path.join(a.scenes, "manifest.jsonl")) as f:
+        for line in f:
+            job = json.loads(line)
+            jobs[job["id"]] = job
+    records = {}
+    for shard in sorted(glob.glob(os.path.join(a.run, "shard-*.jsonl"))):
+        with open(shard) as f:
+            for line in f:
+                r = json.loads(line)
+                assert r["id"] not in records, f"{r['id']} twice"
+                records[r["id"]] = r
+    missing = sorted(set(jobs) - set(records))
+    assert not missing, f"{len(missing)} jobs without a record, e.g. {missing[:3]}"
+    stats = {"caption": [0, 0], "detect": [0, 0], "segment": [0, 0]}
+    errors = 0
+    for jid, job in jobs.items():
+        r = records[jid]
+        if r["status"] != "ok":
+            errors += 1
+            continue
+        kind = job["prompt"].split(" ")[0]
+        if kind == "caption":
+            stats["caption"][0] += r["text"] == job["truth"]["caption"]
+            stats["caption"][1] += 1
+            continue
+        objects = r.get("objects", [])
+        for t in job["truth"]["objects"]:
+            best = 0.0
+            for o in (o for o in objects if o["label"] == t["label"]):
+                if kind == "detect":
+                    best = max(best, box_iou(o["box"], t["box"]))
+                elif "mask" in o:
+                    truth = np.asarray(Image.open(os.path.join(a.scenes, t["mask"]))) > 127
+                    rle = {"size": o["mask"]["size"], "counts": o["mask"]["counts"].encode()}
+                    m = cocomask.decode(rle).astype(bool)
+                    u = np.logical_or(m, truth).sum()
+                    best = max(best, float(np.logical_and(m, truth).sum() / u) if u else 0.0)
+            stats[kind][0] += best >= 0.5
+            stats[kind][1] += 1
+    summary = {k: {"ok": v[0], "n": v[1], "rate": round(v[0] / v[1], 4) if v[1] else None} for k, v in stats.items()}
+    summary["error_records"] = errors
+    if a.transformers:
+        same = same_tokens = total = 0
+        diffs = []
+        with open(a.transformers) as f:
+            for line in f:
+                t = json.loads(line)
+                total += 1
+                r = records[t["id"]]
+                same += r.get("text") == t["text"]
+                same_tokens += r.get("tokens") == t["tokens"]
+                if r.get("tokens") != t["tokens"] or r.get("text") != t["text"]:
+                    diffs.append(t["id"])
+        summary["equal_to_transformers"] = {"same_text": same, "same_tokens": same_tokens, "n": total,
+                                            "differing": diffs[:10]}
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
