@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# `paligemma bench` (release build) beside the same shapes through transformers on CPU
+# (Tests/Oracle/bench_transformers.py), with the same thread count, as a side-by-side table.
+#
+#   Launch/bench-vs-transformers.sh [--threads T] [--preset pg1-3b-224|pg2-3b-224]
+#       [--vision-layers N] [--text-layers N] [--prompt-tokens N] [--decode-steps N] [--vision-batch N]
+#
+# Defaults: all cores, PaliGemma-3B-224 at full depth (27 + 18 layers: ~12 GB of f32 weights per side,
+# run one after the other), 8 prompt tokens after the 256 image tokens + <bos>, 8 decode steps.
+# Both sides use random f32 weights made in-process and the same warm-up/repeat policy (see
+# bench_transformers.py); "speed-up" = transformers time / ours (> 1: ours is faster).
+# Needs torch + transformers in $PYTHON (default .venv/bin/python):
+#   python3 -m venv .venv && .venv/bin/pip install -r Tests/Oracle/requirements.txt
+# Swift build products go to $SCRATCH (default .build-bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-.venv/bin/python}"
+SCRATCH="${SCRATCH:-.build-bench}"
+THREADS="$(nproc 2>/dev/null || sysctl -n hw.ncpu)"
+ARGS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --threads) THREADS="$2"; shift 2 ;;
+        --threads=*) THREADS="${1#*=}"; shift ;;
+        --preset|--vision-layers|--text-layers|--prompt-tokens|--decode-steps|--vision-batch)
+            ARGS+=("$1" "$2"); shift 2 ;;
+        --preset=*|--vision-layers=*|--text-layers=*|--prompt-tokens=*|--decode-steps=*|--vision-batch=*)
+            ARGS+=("${1%%=*}" "${1#*=}"); shift ;;
+        -h|--help) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+if ! "$PYTHON" -c "import torch, transformers" 2>/dev/null; then
+    cat >&2 <<EOF
+bench-vs-transformers: $PYTHON cannot import torch and transformers (needed for the transformers side).
+Install the versions pinned in Tests/Oracle/requirements.txt:
+    python3 -m venv .venv && .venv/bin/pip install -r Tests/Oracle/requirements.txt
+or only the two this script needs:
+    .venv/bin/pip install "torch==2.13.0+cpu" "transformers==5.23.0"
+(if pip cannot find torch 2.13.0+cpu, add --extra-index-url https://download.pytorch.org/whl/cpu),
+or point PYTHON=... at an interpreter that has them.
+EOF
+    exit 1
+fi
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+export OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
+
+swift build -c release --scratch-path "$SCRATCH" --product paligemma >&2
+echo "paligemma bench (threads $THREADS) ${ARGS[*]}" >&2
+"$SCRATCH/release/paligemma" bench --threads "$THREADS" "${ARGS[@]}" >"$WORK/ours.json"
+echo "transformers (threads $THREADS) ${ARGS[*]}" >&2
+"$PYTHON" Tests/Oracle/bench_transformers.py --threads "$THREADS" "${ARGS[@]}" >"$WORK/transformers.json"
+
+"$PYTHON" - "$WORK/ours.json" "$WORK/transformers.json" <<'PY'
+import json, sys
+ours, ref = (json.load(open(p)) for p in sys.argv[1:3])
+assert (ours["vision_layers"], ours["text_layers"]) == (ref["vision_layers"], ref["text_layers"]), "shapes differ"
+assert ours["prefill"]["tokens"] == ref["prefill"]["tokens"], "prompt lengths differ"
+vb = next(k for k in ours["vision"] if k.startswith("images_per_s_batch") and not k.endswith("batch1"))
+b = vb.rsplit("batch", 1)[1]
+rows = [  # label, key path, unit, higher is better
+    ("vision, batch 1", ("vision", "images_per_s_batch1"), "images/s", True),
+    (f"vision, batch {b}", ("vision", vb), "images/s", True),
+    (f"prefill, {ours['prefill']['tokens']} tokens", ("prefill", "tokens_per_s"), "tokens/s", True),
+    ("decode, batch 1", ("decode", "tokens_per_s_batch1"), "tokens/s", True),
+    ("decode, batch 8", ("decode", "tokens_per_s_batch8"), "tokens/s", True),
+    ("generate 16 tokens", ("generate_16_tokens_seconds",), "s", False),
+]
+def get(d, path):
+    for k in path:
+        d = d[k]
+    return d
+print(f"{ours['preset']}: {ours['vision_layers']} vision + {ours['text_layers']} text layers, "
+      f"{ours['blas_threads']} threads (transformers: {ref['torch_threads']})")
+print(f"{'phase':26s} {'paligemma-swift':>18s} {'transformers':>18s} {'speed-up':>9s}")
+for label, path, unit, higher in rows:
+    a, r = get(ours, path), get(ref, path)
+    ratio = a / r if higher else r / a
+    print(f"{label:26s} {a:>9.3f} {unit:8s} {r:>9.3f} {unit:8s} {ratio:8.2f}x")
+fr = lambda d: (f"vision {d['vision']['fraction_of_sgemm_batch1']:.0%} (b1) / {d['vision'][f'fraction_of_sgemm_batch{b}']:.0%} (b{b}), "
+                f"prefill {d['prefill']['fraction_of_sgemm']:.0%}")
+print(f"{'sgemm 2048^3 GFLOP/s':26s} {ours['sgemm_gflops']:>18.1f} {ref['sgemm_gflops']:>18.1f}")
+print(f"fraction of own sgemm: ours {fr(ours)}; transformers {fr(ref)}")
+PY
