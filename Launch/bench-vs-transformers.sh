@@ -3,7 +3,7 @@
 # (Tests/Oracle/bench_transformers.py), with the same thread count, as a side-by-side table.
 #
 #   Launch/bench-vs-transformers.sh [--threads T] [--preset pg1-3b-224|pg2-3b-224]
-#       [--vision-layers N] [--text-layers N] [--prompt-tokens N] [--decode-steps N] [--vision-batch N]
+#       [--vision-layers N] [--text-layers N] [--prompt-tokens N] [--decode-steps N] [--vision-batch N] [--repeats N]
 #
 # Defaults: all cores, PaliGemma-3B-224 at full depth (27 + 18 layers: ~12 GB of f32 weights per side,
 # run one after the other), 8 prompt tokens after the 256 image tokens + <bos>, 8 decode steps.
@@ -22,9 +22,9 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --threads) THREADS="$2"; shift 2 ;;
         --threads=*) THREADS="${1#*=}"; shift ;;
-        --preset|--vision-layers|--text-layers|--prompt-tokens|--decode-steps|--vision-batch)
+        --preset|--vision-layers|--text-layers|--prompt-tokens|--decode-steps|--vision-batch|--repeats)
             ARGS+=("$1" "$2"); shift 2 ;;
-        --preset=*|--vision-layers=*|--text-layers=*|--prompt-tokens=*|--decode-steps=*|--vision-batch=*)
+        --preset=*|--vision-layers=*|--text-layers=*|--prompt-tokens=*|--decode-steps=*|--vision-batch=*|--repeats=*)
             ARGS+=("${1%%=*}" "${1#*=}"); shift ;;
         -h|--help) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;

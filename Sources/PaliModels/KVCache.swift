@@ -47,4 +47,21 @@ public final class KVCache: @unchecked Sendable {
 
     /// Forgets everything (the slot is reused for another sequence).
     public func reset() { length = 0 }
+
+    /// Forgets the tokens after the first `n` (e.g. to decode the same steps again from a prefill).
+    public func truncate(to n: Int) {
+        precondition(n >= 0 && n <= length, "truncate(to: \(n)) of a cache holding \(length) tokens")
+        length = n
+    }
+
+    /// An independent cache holding the same tokens (room for `capacity` in total).
+    public func copy(capacity: Int? = nil) -> KVCache {
+        let c = KVCache(layers: layers, kvWidth: kvWidth, capacity: max(capacity ?? self.capacity, length))
+        for i in keys.indices {
+            c.keys[i].update(from: keys[i], count: length * kvWidth)
+            c.values[i].update(from: values[i], count: length * kvWidth)
+        }
+        c.length = length
+        return c
+    }
 }

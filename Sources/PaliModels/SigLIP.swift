@@ -6,8 +6,12 @@ import PaliTensor
 public final class SiglipVisionTower: @unchecked Sendable {
     public let hyper: VisionHyperparameters
 
+    /// One encoder layer. q/k/v are fused at load into one [3D, D] matrix (one GEMM per layer; rows
+    /// of the product are q | k | v), and fc2 is stored transposed, [F, D], because OpenBLAS runs the
+    /// K = F > N = D product faster without the transposed-B path (measured here: 185 vs 159 GFLOP/s
+    /// at 256 × 1152 × 4304 on 2 threads). Every output element is the same dot product as before.
     struct Layer {
-        let ln1w, ln1b, qw, qb, kw, kb, vw, vb, ow, ob, ln2w, ln2b, fc1w, fc1b, fc2w, fc2b: Tensor
+        let ln1w, ln1b, qkvw, qkvb, ow, ob, ln2w, ln2b, fc1w, fc1b, fc2wT, fc2b: Tensor
     }
 
     let patchWeight: Tensor   // [D, 3·P·P] (Conv2d weight [D, 3, P, P] flattened)
@@ -26,15 +30,17 @@ public final class SiglipVisionTower: @unchecked Sendable {
         layers = try (0..<h.layers).map { i in
             let l = TensorName.visionLayer(i)
             func t(_ n: String, _ s: [Int]) throws -> Tensor { try weights.tensor(l + n, shape: s) }
+            let qkv = [try t("self_attn.q_proj.weight", [d, d]), try t("self_attn.k_proj.weight", [d, d]),
+                       try t("self_attn.v_proj.weight", [d, d])]
+            let qkvBias = [try t("self_attn.q_proj.bias", [d]), try t("self_attn.k_proj.bias", [d]),
+                           try t("self_attn.v_proj.bias", [d])]
             return Layer(
                 ln1w: try t("layer_norm1.weight", [d]), ln1b: try t("layer_norm1.bias", [d]),
-                qw: try t("self_attn.q_proj.weight", [d, d]), qb: try t("self_attn.q_proj.bias", [d]),
-                kw: try t("self_attn.k_proj.weight", [d, d]), kb: try t("self_attn.k_proj.bias", [d]),
-                vw: try t("self_attn.v_proj.weight", [d, d]), vb: try t("self_attn.v_proj.bias", [d]),
+                qkvw: Tensor.concatenatingRows(qkv), qkvb: Tensor.concatenatingRows(qkvBias),
                 ow: try t("self_attn.out_proj.weight", [d, d]), ob: try t("self_attn.out_proj.bias", [d]),
                 ln2w: try t("layer_norm2.weight", [d]), ln2b: try t("layer_norm2.bias", [d]),
                 fc1w: try t("mlp.fc1.weight", [f, d]), fc1b: try t("mlp.fc1.bias", [f]),
-                fc2w: try t("mlp.fc2.weight", [d, f]), fc2b: try t("mlp.fc2.bias", [d]))
+                fc2wT: try t("mlp.fc2.weight", [d, f]).transposed2D(), fc2b: try t("mlp.fc2.bias", [d]))
         }
         postLNWeight = try weights.tensor("\(p)post_layernorm.weight", shape: [d])
         postLNBias = try weights.tensor("\(p)post_layernorm.bias", shape: [d])
@@ -83,7 +89,7 @@ public final class SiglipVisionTower: @unchecked Sendable {
         record?(x.reshaped([b, h.tokens, d]))
 
         let y = Tensor(zeros: [rows, d])
-        let q = Tensor(zeros: [rows, d]), k = Tensor(zeros: [rows, d]), v = Tensor(zeros: [rows, d])
+        let qkv = Tensor(zeros: [rows, 3 * d])
         let attn = Tensor(zeros: [rows, d])
         let hidden = Tensor(zeros: [rows, h.mlpWidth])
         let scratch = Tensor(zeros: [Attention.scratchCount(queries: h.tokens, keys: h.tokens)])
@@ -92,14 +98,13 @@ public final class SiglipVisionTower: @unchecked Sendable {
 
         for layer in layers {
             Norms.layerNorm(x.data, rows: rows, width: d, gamma: layer.ln1w.data, beta: layer.ln1b.data, eps: h.eps, into: y.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.qw.data, outFeatures: d, bias: layer.qb.data, into: q.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.kw.data, outFeatures: d, bias: layer.kb.data, into: k.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.vw.data, outFeatures: d, bias: layer.vb.data, into: v.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.qkvw.data, outFeatures: 3 * d,
+                           bias: layer.qkvb.data, into: qkv.data)
             for img in 0..<b {
-                let off = img * h.tokens * d
-                Attention.forward(q: q.data + off, qStride: d, k: k.data + off, v: v.data + off, kvStride: d,
+                let q = qkv.data + img * h.tokens * 3 * d
+                Attention.forward(q: q, qStride: 3 * d, k: q + d, v: q + 2 * d, kvStride: 3 * d,
                                   queries: h.tokens, keys: h.tokens, heads: heads, scale: scale, softcap: nil,
-                                  mask: nil, scratch: scratch.data, out: attn.data + off, outStride: d)
+                                  mask: nil, scratch: scratch.data, out: attn.data + img * h.tokens * d, outStride: d)
             }
             Linear.forward(attn.data, rows: rows, inFeatures: d, weight: layer.ow.data, outFeatures: d, bias: layer.ob.data, into: y.data)
             Elementwise.add(y.data, into: x.data, count: rows * d)
@@ -107,7 +112,8 @@ public final class SiglipVisionTower: @unchecked Sendable {
             Norms.layerNorm(x.data, rows: rows, width: d, gamma: layer.ln2w.data, beta: layer.ln2b.data, eps: h.eps, into: y.data)
             Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.fc1w.data, outFeatures: h.mlpWidth, bias: layer.fc1b.data, into: hidden.data)
             Activations.geluTanh(hidden.data, count: rows * h.mlpWidth)
-            Linear.forward(hidden.data, rows: rows, inFeatures: h.mlpWidth, weight: layer.fc2w.data, outFeatures: d, bias: layer.fc2b.data, into: y.data)
+            Linear.forward(hidden.data, rows: rows, inFeatures: h.mlpWidth, weightKN: layer.fc2wT.data, outFeatures: d,
+                           bias: layer.fc2b.data, into: y.data)
             Elementwise.add(y.data, into: x.data, count: rows * d)
             record?(x.reshaped([b, h.tokens, d]))
         }

@@ -4,6 +4,10 @@
 // other's writes. Weights are read-only views into a memory-mapped file (the storage's `owner` keeps
 // the mapping alive); activations own their memory. Use `copy()` for an independent tensor.
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A block of Float32 memory, owned here or borrowed from an owner (e.g. a memory-mapped file).
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
@@ -11,10 +15,18 @@ public final class TensorStorage: @unchecked Sendable {
     /// Whatever keeps borrowed memory alive; nil when this storage allocated the memory itself.
     private let owner: AnyObject?
 
-    /// Allocates `count` floats, zeroed.
+    /// Allocates `count` floats, zeroed: 64-byte aligned (cache lines, AVX loads); blocks of 4 MiB or
+    /// more are 2 MiB aligned and marked for transparent huge pages (fewer TLB misses while OpenBLAS
+    /// packs weight panels; without it GEMM speed varied by ~10% between processes here).
     public init(count: Int) {
         precondition(count >= 0)
-        pointer = .allocate(capacity: max(count, 1))
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        let huge = bytes >= 4 << 20
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: huge ? 2 << 20 : 64)
+        #if os(Linux)
+        if huge { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
+        #endif
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         pointer.initialize(repeating: 0, count: max(count, 1))
         self.count = count
         owner = nil
@@ -66,6 +78,38 @@ public struct Tensor: @unchecked Sendable {
 
     /// An independent copy.
     public func copy() -> Tensor { Tensor(shape: shape, values: scalars) }
+
+    /// The rows of `parts` one after the other: [N₁, K] + [N₂, K] + … → [ΣN, K] (1-D parts: [ΣN]).
+    public static func concatenatingRows(_ parts: [Tensor]) -> Tensor {
+        precondition(!parts.isEmpty && parts.allSatisfy { $0.shape.dropFirst() == parts[0].shape.dropFirst() },
+                     "concatenatingRows: shapes \(parts.map(\.shape)) differ beyond the first axis")
+        var shape = parts[0].shape
+        shape[0] = parts.reduce(0) { $0 + $1.shape[0] }
+        let out = Tensor(zeros: shape)
+        var offset = 0
+        for p in parts {
+            (out.data + offset).update(from: p.data, count: p.count)
+            offset += p.count
+        }
+        return out
+    }
+
+    /// A 2-D tensor [R, C] transposed into a new [C, R] tensor.
+    public func transposed2D() -> Tensor {
+        precondition(rank == 2, "transposed2D needs a matrix, got \(shape)")
+        let r = shape[0], c = shape[1]
+        let out = Tensor(zeros: [c, r])
+        let src = data, dst = out.data
+        let tile = 32
+        for i0 in stride(from: 0, to: r, by: tile) {
+            for j0 in stride(from: 0, to: c, by: tile) {
+                for i in i0..<min(i0 + tile, r) {
+                    for j in j0..<min(j0 + tile, c) { dst[j * r + i] = src[i * c + j] }
+                }
+            }
+        }
+        return out
+    }
 
     /// Same storage, new shape of the same element count.
     public func reshaped(_ newShape: [Int]) -> Tensor { Tensor(shape: newShape, storage: storage) }

@@ -167,3 +167,60 @@ func skinnyMatchesReferenceAndIsBatchInvariant(shape: (Int, Int, Int)) {
         #expect(alone == Array(y[(r * n)..<((r + 1) * n)]))
     }
 }
+
+// The vision tower's fused/transposed weight layouts: same products as the PyTorch layout.
+@Test(arguments: [(3, 5, 7), (17, 33, 65), (256, 40, 129)])
+func linearWithTransposedWeightMatchesReference(shape: (Int, Int, Int)) {
+    let (m, n, k) = shape
+    var rng = SeededRandom(seed: UInt64(m * 7 + n * 3 + k))
+    let x = randomFloats(m * k, &rng), w = randomFloats(n * k, &rng), b = randomFloats(n, &rng)
+    let wT = Tensor(shape: [n, k], values: w).transposed2D()
+    #expect(wT.shape == [k, n])
+    let y = Tensor(zeros: [m, n])
+    let xt = Tensor(shape: [m, k], values: x), bt = Tensor(shape: [n], values: b)
+    Linear.forward(xt.data, rows: m, inFeatures: k, weightKN: wT.data, outFeatures: n, bias: bt.data, into: y.data)
+    let ref = Reference.linear(x, rows: m, inFeatures: k, weight: w, outFeatures: n, bias: b)
+    #expect(maxRelativeError(y.scalars, ref) < 1e-5)
+}
+
+@Test func transposeAndRowConcatenationMoveEveryElement() {
+    let a = Tensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6])
+    #expect(a.transposed2D().scalars == [1, 4, 2, 5, 3, 6])
+    let big = Tensor(shape: [37, 70], values: (0..<(37 * 70)).map(Float.init))
+    let t = big.transposed2D()
+    #expect((0..<37).allSatisfy { i in (0..<70).allSatisfy { j in t.data[j * 37 + i] == big.data[i * 70 + j] } })
+    let c = Tensor.concatenatingRows([a, Tensor(shape: [1, 3], values: [7, 8, 9])])
+    #expect(c.shape == [3, 3] && c.scalars == [1, 2, 3, 4, 5, 6, 7, 8, 9])
+    #expect(Tensor.concatenatingRows([Tensor(shape: [2], values: [1, 2]), Tensor(shape: [1], values: [3])]).scalars == [1, 2, 3])
+}
+
+// GELU/GeGLU split over threads at multiples of 8: every element equals the one-thread result,
+// including the scalar tail, for counts around the chunk grain.
+@Test(arguments: [1, 9, 8 * 8192 + 3, 3 * 8 * 8192 + 13])
+func parallelActivationsEqualOneThread(count: Int) {
+    var rng = SeededRandom(seed: UInt64(count))
+    let g = randomFloats(count, &rng, scale: 6), u = randomFloats(count, &rng)
+    let saved = Parallel.threads
+    defer { Parallel.threads = saved }
+    func run(_ threads: Int) -> ([Float], [Float]) {
+        Parallel.threads = threads
+        var gelu = g, glu = [Float](repeating: 0, count: count)
+        gelu.withUnsafeMutableBufferPointer { Activations.geluTanh($0.baseAddress!, count: count) }
+        g.withUnsafeBufferPointer { gp in u.withUnsafeBufferPointer { up in glu.withUnsafeMutableBufferPointer { o in
+            Activations.geglu(gate: gp.baseAddress!, up: up.baseAddress!, count: count, into: o.baseAddress!) } } }
+        return (gelu, glu)
+    }
+    let one = run(1), three = run(3)
+    #expect(one.0 == three.0)
+    #expect(one.1 == three.1)
+    let ref = (0..<min(count, 2000)).map { Float(Reference.geluTanh(Double(g[$0]))) }
+    #expect(maxRelativeError(Array(three.0.prefix(ref.count)), ref) < 1e-5)
+}
+
+@Test func largeTensorsAreZeroedAndHugePageAligned() {
+    let t = Tensor(zeros: [3, 1 << 20])   // 12 MiB
+    #expect(Int(bitPattern: t.data) % (2 << 20) == 0)
+    #expect((0..<t.count).allSatisfy { t.data[$0] == 0 })
+    let s = Tensor(zeros: [5])
+    #expect(Int(bitPattern: s.data) % 64 == 0)
+}

@@ -9,14 +9,22 @@ public enum Activations {
         return 0.5 * x * (1 + tanhf(c * (x + 0.044715 * x * x * x)))
     }
 
+    /// In place, split over `Parallel.threads` at multiples of 8 elements, so each element takes the
+    /// same (vector or scalar-tail) path whatever the thread count.
     public static func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        VectorMath.geluTanh(x, count: count)
+        Parallel.forEachChunk((count + 7) / 8, grain: 8192) { r in
+            let lo = r.lowerBound * 8, hi = min(r.upperBound * 8, count)
+            VectorMath.geluTanh(x + lo, count: hi - lo)
+        }
     }
 
-    /// GeGLU: out[i] = gelu(gate[i]) · up[i]; `out` may alias `gate`.
+    /// GeGLU: out[i] = gelu(gate[i]) · up[i]; `out` may alias `gate`. Split as `geluTanh`.
     public static func geglu(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int,
                              into out: UnsafeMutablePointer<Float>) {
-        VectorMath.geglu(gate: gate, up: up, count: count, into: out)
+        Parallel.forEachChunk((count + 7) / 8, grain: 8192) { r in
+            let lo = r.lowerBound * 8, hi = min(r.upperBound * 8, count)
+            VectorMath.geglu(gate: gate + lo, up: up + lo, count: hi - lo, into: out + lo)
+        }
     }
 
     /// s = cap · tanh(s / cap) (Gemma 2 soft-capping).

@@ -15,11 +15,23 @@ public enum Linear {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
                         1, x, Int32(k), w, Int32(k), 0, y, Int32(n))
         }
-        if let bias {
-            for r in 0..<m {
-                let row = y + r * n
-                for j in 0..<n { row[j] += bias[j] }
-            }
+        if let bias { addBias(bias, rows: m, width: n, into: y) }
+    }
+
+    /// y[M, N] = x[M, K] · W[K, N] (+ bias[N]): the weight stored transposed, for products where
+    /// OpenBLAS is faster without its transposed-B path. Same dot products as `forward(weight:)` on Wᵀ.
+    public static func forward(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int,
+                               weightKN w: UnsafePointer<Float>, outFeatures n: Int,
+                               bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                    1, x, Int32(k), w, Int32(n), 0, y, Int32(n))
+        if let bias { addBias(bias, rows: m, width: n, into: y) }
+    }
+
+    static func addBias(_ bias: UnsafePointer<Float>, rows m: Int, width n: Int, into y: UnsafeMutablePointer<Float>) {
+        for r in 0..<m {
+            let row = y + r * n
+            for j in 0..<n { row[j] += bias[j] }
         }
     }
 
