@@ -151,7 +151,9 @@ def main():
             n_prompt = ids.shape[1]
 
             def steps():
-                cache.crop(n_prompt)
+                extra = cache.get_seq_length() - n_prompt
+                if extra > 0:
+                    cache.crop(-extra)   # transformers 5.x: a negative count removes that many tokens
                 for step in range(a.decode_steps):
                     tok = torch.full((batch, 1), 1000 + step, dtype=torch.long)
                     model(input_ids=tok, past_key_values=cache, use_cache=True, logits_to_keep=1)
