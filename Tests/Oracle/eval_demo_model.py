@@ -53,14 +53,6 @@ def parse(text, w, h):
     return objs
 
 
-def box_iou(a, b):
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def paste(m64, box, h, w):
     x0, y0, x1, y1 = box
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
@@ -126,7 +118,7 @@ def evaluate(runner, ddir, lines, results_path=None):
                 best = 0.0
                 for p in same:
                     if kind == "detect":
-                        best = max(best, box_iou(p["box"], t["box"]))
+                        best = max(best, shapes.box_iou(p["box"], t["box"]))
                     elif p["codes"] is not None:
                         truth = np.asarray(Image.open(os.path.join(ddir, t["mask"]))) > 127
                         m = paste(runner.decode_mask(p["codes"]), p["box"], h, w)

@@ -18,17 +18,14 @@ import glob
 import json
 import os
 
+import sys
+
 import numpy as np
 from PIL import Image
 from pycocotools import mask as cocomask
 
-
-def box_iou(a, b):
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shapes  # noqa: E402
 
 
 def main():
@@ -68,7 +65,7 @@ def main():
             best = 0.0
             for o in (o for o in objects if o["label"] == t["label"]):
                 if kind == "detect":
-                    best = max(best, box_iou(o["box"], t["box"]))
+                    best = max(best, shapes.box_iou(o["box"], t["box"]))
                 elif "mask" in o:
                     truth = np.asarray(Image.open(os.path.join(a.scenes, t["mask"]))) > 127
                     rle = {"size": o["mask"]["size"], "counts": o["mask"]["counts"].encode()}

@@ -100,6 +100,15 @@ def _background(rng, w, h):
     return img
 
 
+def box_iou(a, b):
+    """IoU of two [x0, y0, x1, y1] boxes (x1/y1 exclusive); 0 when both are empty."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def scene(rng, size_range=(96, 160)):
     """One scene from a numpy Generator: (uint8 image HxWx3, list of objects).
 

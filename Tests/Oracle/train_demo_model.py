@@ -186,23 +186,15 @@ class WorkerStream(torch.utils.data.IterableDataset):
                 im, prompt, suffix = sampler.sample()
                 imgs.append(im)
                 seqs.append(sampler.encode(prompt, suffix))
-            L = max(len(q) for q, _ in seqs)
-            B = len(seqs)
-            ids = torch.zeros(B, L, dtype=torch.long)
-            att = torch.zeros(B, L, dtype=torch.long)
-            tt = torch.zeros(B, L, dtype=torch.long)
-            labels = torch.full((B, L), -100, dtype=torch.long)
-            for i, (q, plen) in enumerate(seqs):
-                ids[i, :len(q)] = torch.tensor(q)
-                att[i, :len(q)] = 1
-                tt[i, plen:len(q)] = 1
-                labels[i, plen:len(q)] = torch.tensor(q[plen:])
+            inputs, labels = pack(seqs)
+            inputs["pixel_values"] = pixel_values(imgs)
             kinds = torch.tensor([list(TASK_P).index(k) for k in sampler.kinds])
-            yield dict(input_ids=ids, attention_mask=att, token_type_ids=tt,
-                       pixel_values=pixel_values(imgs)), labels, kinds, sampler.seed
+            yield inputs, labels, kinds, sampler.seed
 
 
-def collate(proc, imgs, seqs):
+def pack(seqs):
+    """Right-padded input_ids / attention_mask / token_type_ids and labels (-100 outside the suffix)
+    of (token ids, prefix length) pairs."""
     L = max(len(s) for s, _ in seqs)
     B = len(seqs)
     ids = torch.zeros(B, L, dtype=torch.long)
@@ -214,8 +206,13 @@ def collate(proc, imgs, seqs):
         att[i, :len(s)] = 1
         tt[i, plen:len(s)] = 1
         labels[i, plen:len(s)] = torch.tensor(s[plen:])
-    pv = proc.image_processor(images=imgs, return_tensors="pt")["pixel_values"]
-    return dict(input_ids=ids, attention_mask=att, token_type_ids=tt, pixel_values=pv), labels
+    return dict(input_ids=ids, attention_mask=att, token_type_ids=tt), labels
+
+
+def collate(proc, imgs, seqs):
+    inputs, labels = pack(seqs)
+    inputs["pixel_values"] = proc.image_processor(images=imgs, return_tensors="pt")["pixel_values"]
+    return inputs, labels
 
 
 def smooth_loc_init(model, proc, n_freq=12, seed=0):
