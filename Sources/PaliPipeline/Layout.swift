@@ -64,8 +64,16 @@ public struct Layout: Equatable, Sendable, CustomStringConvertible {
     /// Odd N gives V = S = 1 and R = (N − 1)/2. When S is given and V is not, V = 1 must fit.
     /// `worldSize == 1` means every role in one process: the result is `inProcess(V, S)`.
     ///
+    /// `maxStages` (the decoder's layer count: a stage holds at least one layer) caps the default S.
+    /// When no S ≤ `maxStages` fits with V = 1 (N − 1 prime, e.g. N = 6 → S = 4, on a decoder of fewer
+    /// layers) and V was not given, the spare ranks become vision ranks: S = `maxStages` and
+    /// V = d − S for the smallest divisor d ≥ 2 of N − 1 (the most replicas), e.g. N = 6 with 2 layers
+    /// gives V = 3, S = 2, R = 1. With V given, such an N is an error naming the sizes that fit. An S
+    /// given explicitly is not capped here (`StagePlan` refuses more stages than layers).
+    ///
     /// Throws `.invalidLayout` before any work when N cannot be split as asked, naming the N that fit.
-    public static func plan(worldSize: Int, visionRanks: Int? = nil, stages: Int? = nil) throws -> Layout {
+    public static func plan(worldSize: Int, visionRanks: Int? = nil, stages: Int? = nil,
+                            maxStages: Int? = nil) throws -> Layout {
         if let visionRanks, visionRanks < 1 {
             throw TransportError.invalidLayout("--vision-ranks must be at least 1 (got \(visionRanks))")
         }
@@ -87,12 +95,29 @@ public struct Layout: Equatable, Sendable, CustomStringConvertible {
             }
             return try Layout(visionRanks: v, stages: stages, replicas: workers / (v + stages))
         }
-        guard let s = (1...max(1, workers - v)).first(where: { workers % (v + $0) == 0 }), v + s <= workers else {
+        guard v + 1 <= workers else {
             throw TransportError.invalidLayout("mpirun -np \(worldSize) leaves \(workers) rank(s) besides the "
                                                + "coordinator, too few for \(v) vision rank(s) + 1 stage; run with "
                                                + "-np \(v + 2) or more, or lower --vision-ranks.")
         }
-        return try Layout(visionRanks: v, stages: s, replicas: workers / (v + s))
+        let cap = max(1, min(workers - v, maxStages ?? Int.max))
+        if let s = (1...cap).first(where: { workers % (v + $0) == 0 }) {
+            return try Layout(visionRanks: v, stages: s, replicas: workers / (v + s))
+        }
+        // Only reached when maxStages keeps S below the S that fits with this V.
+        let layers = maxStages ?? cap
+        if visionRanks == nil, let d = (2...workers).first(where: { workers % $0 == 0 }) {
+            let s = min(layers, d - 1)
+            return try Layout(visionRanks: d - s, stages: s, replicas: workers / d)
+        }
+        let needed = (1...(workers - v)).first(where: { workers % (v + $0) == 0 }) ?? (workers - v)
+        let misfit = misfit(worldSize: worldSize, visionRanks: v, stages: 1,
+                            hint: "leave out --vision-ranks (spare ranks then become vision ranks), "
+                                + "or give --stages S ≤ \(layers) and --vision-ranks V with 1 + R·(V+S) = \(worldSize)")
+        guard case .invalidLayout(let text) = misfit else { throw misfit }
+        throw TransportError.invalidLayout(
+            "mpirun -np \(worldSize) with \(v) vision rank(s) per replica would need \(needed) decoder stages, but "
+            + "the decoder has \(layers) layer(s) (at most \(layers) stage(s)). " + text)
     }
 
     private static func misfit(worldSize: Int, visionRanks v: Int, stages s: Int, hint: String) -> TransportError {

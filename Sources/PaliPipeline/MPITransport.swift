@@ -61,13 +61,47 @@ public final class MPITransport: Transport, @unchecked Sendable {
         let tag: Int32
     }
 
-    /// True when the process was started by mpirun/mpiexec (or another PMI/PMIx launcher). Without one,
+    /// True when the process was started by mpirun/mpiexec, srun or another PMI/PMIx launcher: the one
+    /// test of "launched under MPI" (`paligemma run` uses it to decide whether to initialize MPI). Without a launcher,
     /// `MPITransport()` still works as a singleton of size 1, but np=1 runs should use `LocalTransport`.
     /// Ask before creating the transport: Open MPI's singleton init sets the same variables
     /// (`launchedByMPIRun` keeps the answer from before initialization).
     public static var isLaunchedByMPIRun: Bool {
-        let environment = ProcessInfo.processInfo.environment
-        return ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"].contains { environment[$0] != nil }
+        isLaunchedByMPIRun(environment: ProcessInfo.processInfo.environment)
+    }
+
+    /// `isLaunchedByMPIRun` for a given environment: Open MPI's mpirun/prterun set `OMPI_COMM_WORLD_SIZE`
+    /// (and `PMIX_RANK`), `srun --mpi=pmix` sets `PMIX_RANK` (and no size), MPICH's Hydra and Slurm's
+    /// PMI-2 plugin set `PMI_RANK`/`PMI_SIZE`.
+    public static func isLaunchedByMPIRun(environment: [String: String]) -> Bool {
+        ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"].contains { environment[$0] != nil }
+    }
+
+    /// The number of processes the launcher says it started, from its environment, or nil when it does
+    /// not say: `OMPI_COMM_WORLD_SIZE` (Open MPI), `PMI_SIZE` (Hydra, PMI-2), or, for a Slurm task
+    /// started with PMIx (`PMIX_RANK` and `SLURM_PROCID` set, no Open MPI variables),
+    /// `SLURM_STEP_NUM_TASKS`. Only a cross-check: the world size itself comes from `MPI_Comm_size`.
+    /// A launcher that says N > 1 while MPI initializes as a world of 1 does not speak this MPI
+    /// library's launch protocol (e.g. `srun --mpi=none`, or MPICH's mpiexec with Open MPI).
+    public static func launcherWorldSize(environment: [String: String] = ProcessInfo.processInfo.environment) -> Int? {
+        for key in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] {
+            if let value = environment[key], let size = Int(value) { return size }
+        }
+        if environment["PMIX_RANK"] != nil, environment["SLURM_PROCID"] != nil,
+           let value = environment["SLURM_STEP_NUM_TASKS"], let size = Int(value) {
+            return size
+        }
+        return nil
+    }
+
+    /// This process's rank as the launcher's environment gives it (`OMPI_COMM_WORLD_RANK`, `PMIX_RANK`,
+    /// `PMI_RANK`), or nil. Only a cross-check, like `launcherWorldSize`: a rank above 0 in an MPI world of
+    /// 1 means the launcher and the MPI library did not connect.
+    public static func launcherRank(environment: [String: String] = ProcessInfo.processInfo.environment) -> Int? {
+        for key in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"] {
+            if let value = environment[key], let rank = Int(value) { return rank }
+        }
+        return nil
     }
 
     /// Initializes MPI (`MPI_Init_thread`) and sets MPI_ERRORS_RETURN on MPI_COMM_WORLD.

@@ -1,6 +1,8 @@
-// `paligemma run`: the entry point every rank runs. Under mpirun with more than one rank each process
-// takes the role its rank has in the layout (MPITransport); otherwise one process plays every role on
-// its own thread, connected by LocalTransport, with the same code.
+// `paligemma run`: the entry point every rank runs. Started by an MPI launcher (mpirun/mpiexec, srun
+// with PMIx or PMI-2: `MPITransport.isLaunchedByMPIRun`), every process initializes MPI and takes the
+// world size from MPI_Comm_size; in a world of more than one rank each process takes the role its rank
+// has in the layout (MPITransport). Otherwise (no launcher, or a launcher's world of one) one process
+// plays every role on its own thread, connected by LocalTransport, with the same code.
 import Foundation
 import PaliBatch
 import PaliGeneration
@@ -51,19 +53,44 @@ public struct RunConfiguration: Sendable {
 }
 
 public enum BatchRun {
-    /// The number of ranks mpirun started (1 without mpirun).
-    static var launchedWorldSize: Int {
-        let environment = ProcessInfo.processInfo.environment
-        for key in ["OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE"] {
-            if let value = environment[key], let size = Int(value) { return size }
-        }
-        return 1
-    }
-
     /// Runs this process's part of the job; returns the exit status.
     public static func main(_ config: RunConfiguration) -> Int32 {
-        if launchedWorldSize > 1 { return distributed(config) }
-        return inProcess(config)
+        // First of all, before MPI, OpenBLAS's resizing or any thread of ours exists: block the stop
+        // signals in this thread (every later thread inherits the mask) and start the thread that
+        // waits for them.
+        StopSignal.start()
+        guard MPITransport.isLaunchedByMPIRun else { return inProcess(config) }
+        let expected = MPITransport.launcherWorldSize(), launcherRank = MPITransport.launcherRank()
+        let transport: MPITransport
+        do {
+            transport = try MPITransport(threadSupport: .serialized)
+        } catch {
+            return fail("started by an MPI launcher\(expected.map { " as one of \($0) processes" } ?? ""), but MPI "
+                        + "cannot start: \(error)")
+        }
+        if transport.size > 1 { return distributed(config, transport: transport) }
+        if (expected ?? 1) > 1 || (launcherRank ?? 0) > 0 {
+            // Each process would run the whole job alone, many times over into one output directory.
+            let said = switch (launcherRank, expected) {
+            case let (rank?, size?): "rank \(rank) of \(size)"
+            case let (rank?, nil): "rank \(rank)"
+            case let (nil, size): "one of \(size ?? 2) processes"
+            }
+            _ = fail("the launcher started this process as \(said), but MPI initialized a world of 1: the launcher "
+                     + "and this Open MPI did not connect (under Slurm use srun --mpi=pmix with an Open MPI built with "
+                     + "PMIx support, or mpirun inside the allocation; use this Open MPI's own mpirun, not another "
+                     + "MPI's mpiexec)")
+            try? transport.finalize()
+            return 2
+        }
+        // `mpirun -np 1`, `srun -n 1`: every role in this process; MPI is initialized and only finalized.
+        let status = inProcess(config)
+        do {
+            try transport.finalize()
+        } catch {
+            FileHandle.standardError.write(Data("paligemma run: \(error)\n".utf8))
+        }
+        return status
     }
 
     private static func fail(_ message: String) -> Int32 {
@@ -72,10 +99,12 @@ public enum BatchRun {
     }
 
     /// Layout and stage plan, computed the same way on every rank (so every rank reaches the same verdict).
+    /// The default stage count is capped at the decoder's layer count (`Layout.plan(maxStages:)`).
     static func plan(_ config: RunConfiguration, worldSize: Int) throws -> (Layout, StagePlan, ModelBundle) {
-        let layout = try Layout.plan(worldSize: worldSize, visionRanks: config.visionRanks, stages: config.stages)
         let bundle = try ModelBundle(directory: config.modelDirectory)
         let d = bundle.hyper.decoder
+        let layout = try Layout.plan(worldSize: worldSize, visionRanks: config.visionRanks, stages: config.stages,
+                                     maxStages: d.layers)
         let stagePlan: StagePlan
         if let text = config.stageLayers {
             stagePlan = try StagePlan.parse(text, layers: d.layers, stages: layout.stages)
@@ -87,15 +116,9 @@ public enum BatchRun {
         return (layout, stagePlan, bundle)
     }
 
-    // MARK: mpirun, one role per process
+    // MARK: launched by mpirun/srun, one role per process
 
-    private static func distributed(_ config: RunConfiguration) -> Int32 {
-        let transport: MPITransport
-        do {
-            transport = try MPITransport(threadSupport: .serialized)
-        } catch {
-            return fail("cannot start MPI: \(error)")
-        }
+    private static func distributed(_ config: RunConfiguration, transport: MPITransport) -> Int32 {
         BLAS.threads = config.threads ?? 1
         let planned: (Layout, StagePlan, ModelBundle)
         do {
@@ -106,6 +129,10 @@ public enum BatchRun {
             return 2
         }
         let (layout, stagePlan, bundle) = planned
+        if transport.rank == 0, config.visionRanks == nil, config.stages == nil, layout.visionRanks > 1 {
+            FileHandle.standardError.write(Data(("paligemma run: \(layout): the decoder's \(bundle.hyper.decoder.layers) "
+                + "layer(s) allow at most \(layout.stages) stage(s), so the spare ranks are vision ranks\n").utf8))
+        }
         let status = runRole(transport: transport, layout: layout, stagePlan: stagePlan, bundle: bundle, config: config)
         do {
             try transport.finalize()
@@ -154,7 +181,9 @@ public enum BatchRun {
                                   watching: rank == 0 ? workers : [0],
                                   heartbeatTargets: rank == 0 ? workers : [0],
                                   peerTimeout: config.peerTimeout, heartbeatInterval: config.heartbeatInterval)
-        if rank == 0 { StopSignal.install() } else { StopSignal.ignore() }
+        // Stop signals are waited for by StopSignal's thread (started in `main`); only the coordinator
+        // acts on them. Worker ranks leave the decision to it: launchers forward a signal to every rank,
+        // and a worker that exited on its own would make mpirun kill rank 0 before its shard is written.
         context.startBackground()
         defer { context.stopBackground() }
         do {

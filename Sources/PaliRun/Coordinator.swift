@@ -72,36 +72,46 @@ final class Coordinator {
         var interrupted: Int32 = 0
         let capacity = replicaCapacity
 
-        while true {
-            let signal = StopSignal.pending
-            if signal != 0 { interrupted = signal; break }
-            // Hand out jobs while some replica has room.
-            while !exhausted, let replica = leastLoadedReplica(below: capacity) {
-                guard let entry = try reader.next() else { exhausted = true; break }
-                if resume.doneIDs.contains(entry.id) { counts.skipped += 1; continue }
-                if let record = try dispatch(entry, to: replica) {
-                    try write(record, writer)
-                }
-            }
-            if exhausted && dispatched.isEmpty { break }
-            if let (source, message) = try context.receive(timeout: 0.05) {
-                switch message.kind {
-                case .result:
-                    let result = try ResultMessage(message)
-                    try write(try record(for: result), writer)
-                case .heartbeat:
+        do {
+            while true {
+                let signal = StopSignal.pending
+                if signal != 0 {
+                    interrupted = signal
+                    log("\(StopSignal.name(signal)) received: completing the current shard and stopping the workers")
                     break
-                case .stats:
-                    let stats = try StatsMessage(message)
-                    workerStats[source] = stats.values
-                default:
-                    throw unexpected(message, from: source, at: context)
                 }
+                // Hand out jobs while some replica has room.
+                while !exhausted, let replica = leastLoadedReplica(below: capacity) {
+                    guard let entry = try reader.next() else { exhausted = true; break }
+                    if resume.doneIDs.contains(entry.id) { counts.skipped += 1; continue }
+                    if let record = try dispatch(entry, to: replica) {
+                        try write(record, writer)
+                    }
+                }
+                if exhausted && dispatched.isEmpty { break }
+                if let (source, message) = try context.receive(timeout: 0.05) {
+                    switch message.kind {
+                    case .result:
+                        let result = try ResultMessage(message)
+                        try write(try record(for: result), writer)
+                    case .heartbeat:
+                        break
+                    case .stats:
+                        let stats = try StatsMessage(message)
+                        workerStats[source] = stats.values
+                    default:
+                        throw unexpected(message, from: source, at: context)
+                    }
+                }
+                progress.update(done: counts.ok + counts.error, errors: counts.error, generatedTokens: generatedTokens)
             }
-            progress.update(done: counts.ok + counts.error, errors: counts.error, generatedTokens: generatedTokens)
+            try writer.finish()
+        } catch {
+            // The job is lost (a silent or dead rank, an unexpected message, an output error): keep what
+            // is whole, say so in stats.json, and let the caller abort every rank.
+            failed(error, writer: writer)
+            throw error
         }
-
-        try writer.finish()
         progress.update(done: counts.ok + counts.error, errors: counts.error, generatedTokens: generatedTokens)
         progress.finish()
         if interrupted != 0 {
@@ -109,7 +119,7 @@ final class Coordinator {
             log("\(name): stopped with \(dispatched.count) job(s) unfinished; every complete shard is on disk "
                 + "(\(writer.shardsCompleted.count) written by this run). Rerun the same command to resume.")
             try shutdownWorkers(code: 1, reason: "\(name) received", wait: 5)
-            try writeStats(outcome: "interrupted (\(name))")
+            try writeStats(outcome: "interrupted", extra: [("signal", .string(name))])
             return 128 + interrupted
         }
         try shutdownWorkers(code: 0, reason: "done", wait: 30)
@@ -117,6 +127,22 @@ final class Coordinator {
         log("done: \(counts.ok) ok, \(counts.error) errors, \(counts.skipped) already done; "
             + "\(writer.shardsCompleted.count) shard(s) written to \(config.outputDirectory.path)")
         return 0
+    }
+
+    /// After a fatal error in the main loop: completes the shard being filled (unless writing it was what
+    /// failed: the writer then refuses) and writes stats.json with outcome "failed". Best effort: the
+    /// job is aborted next whatever happens here.
+    private func failed(_ error: Error, writer: ShardWriter) {
+        do {
+            try writer.finish()
+        } catch let finishError {
+            log("the shard being written is not kept (\(finishError)); its jobs are redone on resume")
+        }
+        do {
+            try writeStats(outcome: "failed", extra: [("error", .string("\(error)"))])
+        } catch let statsError {
+            log("cannot write stats.json: \(statsError)")
+        }
     }
 
     // MARK: Setup
@@ -240,7 +266,9 @@ final class Coordinator {
         for rank in workers { context.forget(rank) }
     }
 
-    private func writeStats(outcome: String) throws {
+    /// Writes stats.json: `outcome` is "complete", "interrupted" (with `signal`) or "failed" (with
+    /// `error`); `extra` fields follow `outcome`.
+    private func writeStats(outcome: String, extra: [(String, JSONValue)] = []) throws {
         var roles: [String: (busy: Double, idle: Double)] = [:]
         for rank in 1..<layout.worldSize {
             let values = workerStats[rank] ?? [:]
@@ -249,7 +277,7 @@ final class Coordinator {
         }
         stats.setRoles(roles)
         stats.finish(outcome: outcome)
-        try stats.write(to: config.outputDirectory)
+        try RunRecordFiles.writeStats(stats, extra: extra, to: config.outputDirectory)
     }
 
     private func log(_ text: String) {

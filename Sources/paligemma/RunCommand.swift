@@ -1,5 +1,6 @@
-// `paligemma run`: the batch job. Under `mpirun -np N` rank 0 coordinates and the others form
-// replicas of vision ranks + decoder stages; without mpirun one process plays every role.
+// `paligemma run`: the batch job. Started by an MPI launcher (`mpirun -np N`, `srun --mpi=pmix`) with
+// N > 1, rank 0 coordinates and the others form replicas of vision ranks + decoder stages; without a
+// launcher, or with N = 1, one process plays every role.
 import ArgumentParser
 import Foundation
 import PaliBatch
@@ -14,11 +15,12 @@ struct RunCommand: ParsableCommand {
             Input: --manifest FILE (.jsonl lines {"id", "image", "prompt", ...extra fields}, or .csv with those
             columns), or --images DIR with --prompt. Output in --output-dir: shard-00000.jsonl, ... (each
             written whole, then renamed), run.json and stats.json. Rerunning the same command resumes: ids in
-            complete shards are skipped. SIGTERM/SIGUSR1 write what is done and exit non-zero.
+            complete shards are skipped. SIGTERM/SIGINT/SIGUSR1 write what is done and exit 128 + signal.
 
-            Layout under mpirun -np N: rank 0 coordinates; the other ranks form R replicas of V vision ranks
-            and S decoder stages, N = 1 + R·(V+S). Example: mpirun -np 5 paligemma run ... runs two replicas
-            of one vision rank and one decoder rank each. See docs/operations.md.
+            Layout under mpirun -np N (or srun --mpi=pmix -n N; the size comes from MPI): rank 0 coordinates;
+            the other ranks form R replicas of V vision ranks and S decoder stages, N = 1 + R·(V+S). Example:
+            mpirun -np 5 paligemma run ... runs two replicas of one vision rank and one decoder rank each.
+            See docs/operations.md.
             """)
 
     @Option(help: "Model directory: config.json, *.safetensors (+ index), tokenizer.model, processor config.")
@@ -42,7 +44,7 @@ struct RunCommand: ParsableCommand {
     var microBatches: Int?
     @Option(help: "Vision ranks per replica (V).")
     var visionRanks: Int?
-    @Option(help: "Decoder stages per replica (S); layers are split between them by cost.")
+    @Option(help: "Decoder stages per replica (S; default: the smallest that fits N, at most the decoder's layers); layers are split between them by cost.")
     var stages: Int?
     @Option(help: "Layers per stage, overriding the split, e.g. 6,6,6.")
     var stageLayers: String?

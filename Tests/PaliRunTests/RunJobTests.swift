@@ -44,12 +44,17 @@ final class Job {
     let process = Process()
     let log: URL
     let started = Date()
+    /// Whether `wait` had to kill the job.
+    private(set) var timedOut = false
 
-    init(np: Int, arguments: [String]) throws {
-        let run = [Tools.paligemma, "run"] + arguments
+    /// `mpirun`: start under mpirun even at np 1 (np > 1 always uses mpirun). `wrapper`: a command each
+    /// rank runs paligemma through (under mpirun).
+    init(np: Int, arguments: [String], mpirun useMPIRun: Bool = false, wrapper: [String] = [],
+         environment extra: [String: String] = [:]) throws {
+        let run = wrapper + [Tools.paligemma, "run"] + arguments
         // Foundation starts the child as the leader of its own process group, so a test can signal
         // all of a job's ranks at once (`kill(group:)`); checked below.
-        if np == 1 {
+        if np == 1 && !useMPIRun {
             process.executableURL = URL(fileURLWithPath: run[0])
             process.arguments = Array(run.dropFirst())
         } else {
@@ -59,6 +64,7 @@ final class Job {
         }
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMIX_") }
         environment.merge(Tools.mpiEnvironment) { _, new in new }
+        environment.merge(extra) { _, new in new }
         process.environment = environment
         log = FileManager.default.temporaryDirectory.appendingPathComponent("paligemma-run-\(UUID().uuidString).log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -66,10 +72,29 @@ final class Job {
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try Job.runWithNoSignalsBlocked(process)
         let group = getpgid(process.processIdentifier)
         precondition(group == process.processIdentifier || !process.isRunning,
                      "the job is not a process group leader (pgid \(group)); kill(group:) would miss its ranks")
+    }
+
+    /// Starts `process` from a thread that blocks no signal. A child inherits the signal mask of the
+    /// thread that spawns it, and the test runner's threads block nearly every signal: mpirun would
+    /// then never see a SIGUSR1 sent to it, and paligemma would start with its stop signals already
+    /// blocked in every thread, unlike under a shell, srun or mpirun.
+    static func runWithNoSignalsBlocked(_ process: Process) throws {
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var failure: Error?
+        let thread = Thread {
+            var none = sigset_t()
+            sigemptyset(&none)
+            pthread_sigmask(SIG_SETMASK, &none, nil)
+            do { try process.run() } catch { failure = error }
+            done.signal()
+        }
+        thread.start()
+        done.wait()
+        if let failure { throw failure }
     }
 
     /// Waits up to `timeout` seconds; kills the whole group if it is still running then.
@@ -77,7 +102,11 @@ final class Job {
     func wait(timeout: Double = 300) -> (status: Int32, seconds: Double, output: String) {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        if process.isRunning { signalEveryRank(SIGKILL); process.waitUntilExit() }
+        if process.isRunning {
+            timedOut = true
+            signalEveryRank(SIGKILL)
+            process.waitUntilExit()
+        }
         let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
         try? FileManager.default.removeItem(at: log)
         return (process.terminationStatus, Date().timeIntervalSince(started), output)
@@ -143,6 +172,19 @@ struct Workspace {
             ["id": "\(prefix)-\(i)", "image": "images/\(Workspace.goodImages[i % Workspace.goodImages.count])",
              "prompt": Workspace.prompts[(i / Workspace.goodImages.count + i) % Workspace.prompts.count], "n": i]
         }
+    }
+
+    /// stats.json of the output directory, or nil when there is none.
+    func stats() -> [String: Any]? {
+        guard let data = try? Data(contentsOf: output.appendingPathComponent("stats.json")) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+    }
+
+    /// The `layout` object of run.json.
+    func runLayout() throws -> [String: Any] {
+        let data = try Data(contentsOf: output.appendingPathComponent("run.json"))
+        let info = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        return info["layout"] as! [String: Any]
     }
 
     /// Records of every complete shard.
@@ -264,7 +306,9 @@ struct RunJobTests {
         #expect(second.output.contains("resuming: \(kept.count) records"), "the rerun says what it kept")
     }
 
-    @Test func sigusr1WritesWhatIsDoneAndExitsNonZero() throws {
+    /// SIGUSR1 to every rank (as srun and a cluster's kill do), or to mpirun alone (which forwards it).
+    @Test(arguments: ["every rank", "mpirun"])
+    func sigusr1WritesWhatIsDoneAndExitsNonZero(to target: String) throws {
         try #require(Self.hasMPI, "mpirun is not installed")
         let ws = try Workspace()
         defer { ws.remove() }
@@ -275,16 +319,168 @@ struct RunJobTests {
         Thread.sleep(forTimeInterval: 3)
         #expect(job.process.isRunning)
         let sent = Date()
-        job.signalEveryRank(SIGUSR1)
+        if target == "mpirun" {
+            _ = kill(job.process.processIdentifier, SIGUSR1)
+        } else {
+            job.signalEveryRank(SIGUSR1)
+        }
         let outcome = job.wait(timeout: 60)
         #expect(outcome.status != 0, "a stopped job exits non-zero")
         #expect(Date().timeIntervalSince(sent) < 15, "stops promptly")
+        #expect(outcome.output.contains("SIGUSR1 received"), "rank 0 saw the signal:\n\(outcome.output)")
         let partial = try ws.records()
         #expect(!partial.isEmpty && partial.count < 400, "the partial shard (\(partial.count) records) was completed")
+        let stats = ws.stats()
+        #expect(stats?["outcome"] as? String == "interrupted" && stats?["signal"] as? String == "SIGUSR1",
+                "stats.json: \(String(describing: stats))")
+        #expect((stats?["records"] as? [String: Any])?["processed"] as? Int == partial.count)
+        guard target == "every rank" else { return }
         let again = try Job(np: 3, arguments: arguments).wait()
         #expect(again.status == 0, "\(again.output)")
         let ids = try ws.records().map { $0["id"] as! String }
         #expect(ids.count == 400 && Set(ids).count == 400)
+        #expect(ws.stats()?["outcome"] as? String == "complete")
+    }
+
+    /// np 1 (one process, no launcher): SIGTERM at any moment ends the run within seconds, never ignored.
+    /// Once run.json is on disk the stop is always the graceful one (exit 143, shards completed,
+    /// stats.json "interrupted"); before that the signal may also come before the handlers exist, and
+    /// the process then dies of it at once, which is fine too.
+    @Test func sigtermAtNp1IsNeverIgnored() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        try ws.write(ws.goodJobs(3000))
+        let arguments = ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path, "--output-dir", ws.output.path,
+                         "--max-tokens", "6", "--shard-size", "20"]
+        // Delays after the start (s); nil: once run.json exists (the coordinator is at work).
+        let delays: [Double?] = [0, 0.02, 0.1, 0.3, 0.6, 1.0, nil, nil, nil, nil, nil, nil]
+        for (attempt, delay) in delays.enumerated() {
+            try? FileManager.default.removeItem(at: ws.output)
+            let job = try Job(np: 1, arguments: arguments)
+            let runJSON = ws.output.appendingPathComponent("run.json").path
+            if let delay {
+                Thread.sleep(forTimeInterval: delay)
+            } else {
+                let deadline = Date().addingTimeInterval(60)
+                while Date() < deadline, job.process.isRunning, !FileManager.default.fileExists(atPath: runJSON) {
+                    Thread.sleep(forTimeInterval: 0.005)
+                }
+                Thread.sleep(forTimeInterval: 0.05 * Double(attempt % 4))
+            }
+            try #require(job.process.isRunning, "attempt \(attempt): the run ended before the signal")
+            let sent = Date()
+            _ = kill(job.process.processIdentifier, SIGTERM)
+            let outcome = job.wait(timeout: 20)
+            let seconds = Date().timeIntervalSince(sent)
+            let label = "attempt \(attempt) (delay \(delay.map { "\($0) s" } ?? "after run.json"))"
+            #expect(!job.timedOut && seconds < 10, "\(label): still running \(seconds) s after SIGTERM\n\(outcome.output)")
+            let graceful = job.process.terminationReason == .exit
+            if graceful {
+                #expect(outcome.status == 143, "\(label): exit \(outcome.status)\n\(outcome.output)")
+                let stats = ws.stats()
+                #expect(stats?["outcome"] as? String == "interrupted" && stats?["signal"] as? String == "SIGTERM",
+                        "\(label): stats.json \(String(describing: stats))")
+                let records = try ws.records()
+                #expect(records.count < 3000 && Set(records.map { $0["id"] as! String }).count == records.count,
+                        "\(label): \(records.count) records")
+                #expect(!((try? FileManager.default.contentsOfDirectory(atPath: ws.output.path)) ?? [])
+                            .contains { $0.hasSuffix(".tmp") }, "\(label): the partial shard was completed")
+            } else {
+                #expect(outcome.status == SIGTERM, "\(label): died of signal \(outcome.status)")
+                #expect(delay != nil, "\(label): after run.json the stop must be the graceful one")
+            }
+        }
+    }
+
+    /// `mpirun -np 1`: MPI is initialized (the launcher is recognized), the world has one rank, so every
+    /// role runs in this process as without mpirun, and MPI is finalized at the end.
+    @Test func mpirunWithOneRankRunsEveryRoleInProcess() throws {
+        try #require(Self.hasMPI, "mpirun is not installed")
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let lines = ws.goodJobs(12)
+        try ws.write(lines)
+        let outcome = try Job(np: 1, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
+                                                 "--output-dir", ws.output.path, "--max-tokens", "5"],
+                              mpirun: true).wait(timeout: 120)
+        #expect(outcome.status == 0, "\(outcome.output)")
+        #expect(!outcome.output.contains("finalize"), "MPI was finalized:\n\(outcome.output)")
+        let ids = try ws.records().map { $0["id"] as! String }
+        #expect(ids.count == lines.count && Set(ids).count == lines.count)
+        #expect(try ws.runLayout()["world_size"] as? Int == 3, "one process, 1 + V + S endpoints")
+        #expect(ws.stats()?["outcome"] as? String == "complete")
+    }
+
+    /// A launcher that sets PMIX_RANK but none of Open MPI's OMPI_COMM_WORLD_* variables (as
+    /// `srun --mpi=pmix` does) is recognized: the ranks initialize MPI and form one 3-rank job. (Before,
+    /// each rank ran the whole job alone into the same directory.) Simulated by mpirun with a wrapper
+    /// that removes those variables; PMIx still connects the ranks.
+    @Test func aPMIxOnlyLaunchRunsAsOneDistributedJob() throws {
+        try #require(Self.hasMPI, "mpirun is not installed")
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let lines = ws.goodJobs(12)
+        try ws.write(lines)
+        let wrapper = ws.root.appendingPathComponent("pmix-only.sh")
+        try Data("""
+            #!/bin/sh
+            [ -n "$PMIX_RANK" ] || { echo "pmix-only.sh: PMIX_RANK is not set" >&2; exit 3; }
+            for v in $(env | grep -E '^(OMPI_COMM_WORLD_[A-Z_]*|PMI_RANK|PMI_SIZE|PMIX_SIZE)=' | cut -d= -f1); do unset "$v"; done
+            exec "$@"
+
+            """.utf8).write(to: wrapper)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: wrapper.path)
+        let outcome = try Job(np: 3, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
+                                                 "--output-dir", ws.output.path, "--max-tokens", "5"],
+                              wrapper: [wrapper.path]).wait(timeout: 120)
+        #expect(outcome.status == 0, "\(outcome.output)")
+        let layout = try ws.runLayout()
+        #expect(layout["world_size"] as? Int == 3 && layout["replicas"] as? Int == 1, "one 3-rank job: \(layout)")
+        #expect(outcome.output.components(separatedBy: "paligemma run: done:").count == 2, "one coordinator:\n\(outcome.output)")
+        let ids = try ws.records().map { $0["id"] as! String }
+        #expect(ids.count == lines.count && Set(ids).count == lines.count)
+    }
+
+    /// A process whose launcher variables say it is one rank of several, while MPI (with no launcher
+    /// behind them to connect to) initializes a world of 1, refuses to start: before, PMIX_RANK alone
+    /// made it run the whole job by itself, and PMI_SIZE made it fail with an obscure transport error.
+    @Test(arguments: [["PMIX_RANK": "1"], ["PMI_RANK": "0", "PMI_SIZE": "4"]])
+    func aLaunchThatMPICannotJoinIsRefused(environment: [String: String]) throws {
+        try #require(Self.hasMPI, "Open MPI is not installed")
+        let ws = try Workspace()
+        defer { ws.remove() }
+        try ws.write(ws.goodJobs(4))
+        let outcome = try Job(np: 1, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
+                                                 "--output-dir", ws.output.path, "--max-tokens", "4"],
+                              environment: environment).wait(timeout: 120)
+        #expect(outcome.status == 2, "\(environment): \(outcome.output)")
+        #expect(outcome.output.contains("MPI initialized a world of 1"), "\(outcome.output)")
+        #expect(!FileManager.default.fileExists(atPath: ws.output.appendingPathComponent("run.json").path),
+                "nothing was run")
+    }
+
+    /// Without --stages, S is capped at the decoder's layers: np 6 leaves 5 workers, whose default
+    /// (V = 1, S = 4) does not fit pg1-mqa's 2 layers; the spare ranks become vision ranks (V = 3, S = 2).
+    @Test func theDefaultStageCountIsCappedAtTheDecoderLayers() throws {
+        try #require(Self.hasMPI, "mpirun is not installed")
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let good = ws.goodJobs(8)
+        try ws.write(good)
+        let outcome = try Job(np: 6, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
+                                                 "--output-dir", ws.output.path, "--max-tokens", "6"]).wait(timeout: 180)
+        #expect(outcome.status == 0, "\(outcome.output)")
+        let layout = try ws.runLayout()
+        #expect(layout["stages"] as? Int == 2 && layout["vision_ranks"] as? Int == 3 && layout["replicas"] as? Int == 1,
+                "\(layout)")
+        #expect(layout["stage_layers"] as? [Int] == [1, 1])
+        #expect(outcome.output.contains("spare ranks"), "says why:\n\(outcome.output)")
+        let expected = try expectedTokens(model: model("pg1-mqa"), jobs: good, root: ws.root, maxTokens: 6)
+        let records = try ws.records()
+        #expect(records.count == good.count)
+        for record in records {
+            #expect(record["tokens"] as? [Int] == expected[record["id"] as! String], "tokens of \(record["id"]!)")
+        }
     }
 
     @Test(arguments: ["KILL", "STOP"])
@@ -315,6 +511,11 @@ struct RunJobTests {
         #expect(seconds < 30, "ended \(seconds) s after the rank was \(how == "KILL" ? "killed" : "stopped")")
         if how == "STOP" {
             #expect(outcome.output.contains("silent"), "the message names the silent rank:\n\(outcome.output)")
+            // Rank 0 noticed the silence itself: it kept what is whole and said so in stats.json.
+            let stats = ws.stats()
+            #expect(stats?["outcome"] as? String == "failed", "stats.json: \(String(describing: stats))")
+            #expect((stats?["error"] as? String)?.contains("silent") == true)
+            #expect(!((try? FileManager.default.contentsOfDirectory(atPath: ws.output.path)) ?? []).contains { $0.hasSuffix(".tmp") })
         } else {
             #expect(outcome.output.contains("rank"), "the message names the rank:\n\(outcome.output)")
         }
@@ -326,7 +527,8 @@ struct RunJobTests {
         defer { ws.remove() }
         try ws.write(ws.goodJobs(3))
         for (np, extra, words) in [(2, [String](), "cannot hold"), (6, ["--stages", "3"], "does not fit"),
-                                   (4, ["--stages", "2", "--stage-layers", "1,2"], "covers 3 layers")] {
+                                   (4, ["--stages", "2", "--stage-layers", "1,2"], "covers 3 layers"),
+                                   (6, ["--vision-ranks", "2"], "the decoder has 2 layer(s)")] {
             let outcome = try Job(np: np, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
                                                       "--output-dir", ws.output.path] + extra).wait(timeout: 60)
             #expect(outcome.status != 0)
