@@ -20,6 +20,7 @@ public final class RunStats: @unchecked Sendable {
     private var endClock: Double?
     private var endedAt: Date?
     private var outcomeText = "running"
+    private var outcomeDetails: [(String, JSONValue)] = []
     private var okCount = 0
     private var errorCount = 0
     private var skippedCount: Int
@@ -52,10 +53,12 @@ public final class RunStats: @unchecked Sendable {
     }
 
     /// Stops the wall clock. `outcome`: "complete", or "interrupted" (SIGTERM/SIGUSR1), or "failed".
-    public func finish(outcome: String = "complete", at date: Date = Date()) {
+    /// `details` are written right after `outcome` (e.g. `signal` of an interrupted run, `error` of a failed one).
+    public func finish(outcome: String = "complete", details: [(String, JSONValue)] = [], at date: Date = Date()) {
         lock.locked {
             if endClock == nil { endClock = clock(); endedAt = date }
             outcomeText = outcome
+            outcomeDetails = details
         }
     }
 
@@ -77,6 +80,7 @@ public final class RunStats: @unchecked Sendable {
                 ("started_at", .string(RunInfo.timestamp(startedAt))),
                 ("finished_at", endedAt.map { .string(RunInfo.timestamp($0)) } ?? .null),
                 ("outcome", .string(outcomeText)),
+            ] + outcomeDetails + [
                 ("wall_s", .double(wall, decimals: 3)),
                 ("records", .object([
                     ("ok", .int(okCount)),

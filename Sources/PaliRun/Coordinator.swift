@@ -276,8 +276,8 @@ final class Coordinator {
                 (values["busy_seconds"] ?? 0, values["idle_seconds"] ?? 0)
         }
         stats.setRoles(roles)
-        stats.finish(outcome: outcome)
-        try RunRecordFiles.writeStats(stats, extra: extra, to: config.outputDirectory)
+        stats.finish(outcome: outcome, details: extra)
+        try stats.write(to: config.outputDirectory)
     }
 
     private func log(_ text: String) {

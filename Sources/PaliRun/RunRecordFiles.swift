@@ -56,46 +56,6 @@ enum RunRecordFiles {
     }
 }
 
-extension RunRecordFiles {
-    /// Writes stats.json into `directory` atomically (temporary file, fsync, rename, fsync of the folder):
-    /// `stats`' fields with `extra` (e.g. `signal` of an interrupted run, `error` of a failed one) right
-    /// after `outcome`.
-    static func writeStats(_ stats: RunStats, extra: [(String, JSONValue)], to directory: URL) throws {
-        guard !extra.isEmpty else { return try stats.write(to: directory) }
-        var json = stats.json
-        if case .object(var members) = json {
-            let at = (members.firstIndex { $0.0 == "outcome" } ?? members.count - 1) + 1
-            members.insert(contentsOf: extra, at: at)
-            json = .object(members)
-        }
-        let file = directory.appendingPathComponent(RunStats.fileName)
-        let temp = directory.appendingPathComponent("." + RunStats.fileName + ".tmp")
-        let bytes = Array((json.prettyEncoded() + "\n").utf8)
-        let fd = open(temp.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw RunError.setup("cannot write \(temp.path): \(String(cString: strerror(errno)))") }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                let reason = String(cString: strerror(errno))
-                close(fd); unlink(temp.path)
-                throw RunError.setup("cannot write \(temp.path): \(reason)")
-            }
-            written += n
-        }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard synced, rename(temp.path, file.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temp.path)
-            throw RunError.setup("cannot write \(file.path): \(reason)")
-        }
-        let folder = open(directory.path, O_RDONLY | O_CLOEXEC)
-        if folder >= 0 { _ = fsync(folder); close(folder) }
-    }
-}
-
 /// The few model facts run.json needs.
 struct ModelBundleSummary {
     var imageSize: Int
