@@ -34,11 +34,13 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        // Our packed-weight SGEMM micro-kernels (AVX-512F / AVX2+FMA / portable C, chosen at run time).
+        .target(name: "CKernels", cSettings: cCPUFlags),
         .target(name: "CImageCodecs", cSettings: cCPUFlags,
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
 
-        // Kernels: Tensor, GEMM through OpenBLAS, norms, activations, RoPE, attention.
-        .target(name: "PaliTensor", dependencies: ["CBLAS"], swiftSettings: cpuFlags),
+        // Kernels: Tensor, packed-weight GEMM (CKernels), OpenBLAS for the rest, norms, activations, RoPE, attention.
+        .target(name: "PaliTensor", dependencies: ["CBLAS", "CKernels"], swiftSettings: cpuFlags),
         // Weights: safetensors (mmap, f32/bf16/f16, sharded index), config.json.
         .target(name: "PaliWeights", dependencies: ["PaliTensor", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
                 swiftSettings: cpuFlags),

@@ -27,14 +27,17 @@ public final class GemmaDecoder: @unchecked Sendable {
     public let layerRange: Range<Int>
 
     struct Layer {
-        let inputNorm, q, k, v, o, postAttentionNorm: Tensor
+        let inputNorm: Tensor
+        let q, k, v, o: PackedWeight
+        let postAttentionNorm: Tensor
         let preFeedforwardNorm, postFeedforwardNorm: Tensor?   // Gemma 2 only
-        let gate, up, down: Tensor
+        let gate, up, down: PackedWeight
     }
 
     let layers: [Layer]
-    /// [V, D]; present when this decoder embeds tokens or computes logits (tied head).
-    public let embedding: Tensor?
+    /// [V, D], packed for the tied LM head (rows are read back for embedding lookups); present when
+    /// this decoder embeds tokens or computes logits.
+    public let embedding: PackedWeight?
     let finalNorm: Tensor?
 
     /// Loads layers `layerRange`; the embedding when `embed || head`; the final norm when `head`.
@@ -47,20 +50,22 @@ public final class GemmaDecoder: @unchecked Sendable {
         layers = try layerRange.map { i in
             let p = TensorName.decoderLayer(i)
             func t(_ n: String, _ s: [Int]) throws -> Tensor { try weights.tensor(p + n, shape: s) }
+            func w(_ n: String, _ s: [Int]) throws -> PackedWeight { PackedWeight(try t(n, s)) }
             return Layer(
                 inputNorm: try t("input_layernorm.weight", [d]),
-                q: try t("self_attn.q_proj.weight", [h.queryWidth, d]),
-                k: try t("self_attn.k_proj.weight", [h.kvWidth, d]),
-                v: try t("self_attn.v_proj.weight", [h.kvWidth, d]),
-                o: try t("self_attn.o_proj.weight", [d, h.queryWidth]),
+                q: try w("self_attn.q_proj.weight", [h.queryWidth, d]),
+                k: try w("self_attn.k_proj.weight", [h.kvWidth, d]),
+                v: try w("self_attn.v_proj.weight", [h.kvWidth, d]),
+                o: try w("self_attn.o_proj.weight", [d, h.queryWidth]),
                 postAttentionNorm: try t("post_attention_layernorm.weight", [d]),
                 preFeedforwardNorm: h.gemma2 ? try t("pre_feedforward_layernorm.weight", [d]) : nil,
                 postFeedforwardNorm: h.gemma2 ? try t("post_feedforward_layernorm.weight", [d]) : nil,
-                gate: try t("mlp.gate_proj.weight", [f, d]),
-                up: try t("mlp.up_proj.weight", [f, d]),
-                down: try t("mlp.down_proj.weight", [d, f]))
+                gate: try w("mlp.gate_proj.weight", [f, d]),
+                up: try w("mlp.up_proj.weight", [f, d]),
+                down: try w("mlp.down_proj.weight", [d, f]))
         }
-        embedding = (embed || head) ? try weights.tensor("\(TensorName.decoder)embed_tokens.weight", shape: [h.vocabSize, d]) : nil
+        embedding = (embed || head)
+            ? PackedWeight(try weights.tensor("\(TensorName.decoder)embed_tokens.weight", shape: [h.vocabSize, d])) : nil
         finalNorm = head ? try weights.tensor("\(TensorName.decoder)norm.weight", shape: [d]) : nil
     }
 
@@ -79,8 +84,7 @@ public final class GemmaDecoder: @unchecked Sendable {
         let out = Tensor(zeros: [ids.count, d])
         for (r, id) in ids.enumerated() {
             let row = (id >= 0 && id < hyper.vocabSize) ? id : 0
-            let src = embedding.data + row * d, dst = out.data + r * d
-            for i in 0..<d { dst[i] = src[i] * scale }
+            embedding.row(row, scaledBy: scale, into: out.data + r * d)
         }
         return out
     }
@@ -126,9 +130,9 @@ public final class GemmaDecoder: @unchecked Sendable {
             let index = layerRange.lowerBound + li
             // Attention block.
             Norms.rmsNorm(hidden.data, rows: rows, width: d, weight: layer.inputNorm.data, eps: h.eps, into: y.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.q.data, outFeatures: h.queryWidth, bias: nil, into: q.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.k.data, outFeatures: h.kvWidth, bias: nil, into: k.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.v.data, outFeatures: h.kvWidth, bias: nil, into: v.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.q, bias: nil, into: q.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.k, bias: nil, into: k.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.v, bias: nil, into: v.data)
             rope.apply(q.data, rows: rows, rowStride: h.queryWidth, heads: h.heads)
             rope.apply(k.data, rows: rows, rowStride: h.kvWidth, heads: h.kvHeads)
 
@@ -149,7 +153,7 @@ public final class GemmaDecoder: @unchecked Sendable {
                 }
                 row += s.tokens
             }
-            Linear.forward(attn.data, rows: rows, inFeatures: h.queryWidth, weight: layer.o.data, outFeatures: d, bias: nil, into: y.data)
+            Linear.forward(attn.data, rows: rows, inFeatures: h.queryWidth, weight: layer.o, bias: nil, into: y.data)
             if h.gemma2 {
                 Norms.rmsNorm(y.data, rows: rows, width: d, weight: layer.postAttentionNorm.data, eps: h.eps, into: y.data)
             }
@@ -158,10 +162,10 @@ public final class GemmaDecoder: @unchecked Sendable {
             // MLP block (GeGLU). Gemma 1 names its pre-MLP norm post_attention_layernorm.
             let mlpNorm = h.gemma2 ? layer.preFeedforwardNorm! : layer.postAttentionNorm
             Norms.rmsNorm(hidden.data, rows: rows, width: d, weight: mlpNorm.data, eps: h.eps, into: y.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.gate.data, outFeatures: h.mlpWidth, bias: nil, into: gate.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.up.data, outFeatures: h.mlpWidth, bias: nil, into: up.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.gate, bias: nil, into: gate.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.up, bias: nil, into: up.data)
             Activations.geglu(gate: gate.data, up: up.data, count: rows * h.mlpWidth, into: gate.data)
-            Linear.forward(gate.data, rows: rows, inFeatures: h.mlpWidth, weight: layer.down.data, outFeatures: d, bias: nil, into: y.data)
+            Linear.forward(gate.data, rows: rows, inFeatures: h.mlpWidth, weight: layer.down, bias: nil, into: y.data)
             if let post = layer.postFeedforwardNorm {
                 Norms.rmsNorm(y.data, rows: rows, width: d, weight: post.data, eps: h.eps, into: y.data)
             }
@@ -183,7 +187,7 @@ public final class GemmaDecoder: @unchecked Sendable {
         }
         Norms.rmsNorm(picked.data, rows: selected.count, width: d, weight: finalNorm.data, eps: hyper.eps, into: picked.data)
         let out = Tensor(zeros: [selected.count, v])
-        Linear.forward(picked.data, rows: selected.count, inFeatures: d, weight: embedding.data, outFeatures: v, bias: nil, into: out.data)
+        Linear.forward(picked.data, rows: selected.count, inFeatures: d, weight: embedding, bias: nil, into: out.data)
         if let cap = hyper.finalSoftcap { Activations.softcap(out.data, count: out.count, cap: cap) }
         return out
     }

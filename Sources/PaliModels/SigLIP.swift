@@ -6,15 +6,21 @@ import PaliTensor
 public final class SiglipVisionTower: @unchecked Sendable {
     public let hyper: VisionHyperparameters
 
-    /// One encoder layer. q/k/v are fused at load into one [3D, D] matrix (one GEMM per layer; rows
-    /// of the product are q | k | v), and fc2 is stored transposed, [F, D], because OpenBLAS runs the
-    /// K = F > N = D product faster without the transposed-B path (measured here: 185 vs 159 GFLOP/s
-    /// at 256 × 1152 × 4304 on 2 threads). Every output element is the same dot product as before.
+    /// One encoder layer; matrices packed at load for the GEMM kernel. q/k/v are fused into one
+    /// [3D, D] matrix (one GEMM per layer; the columns of the product are q | k | v).
     struct Layer {
-        let ln1w, ln1b, qkvw, qkvb, ow, ob, ln2w, ln2b, fc1w, fc1b, fc2wT, fc2b: Tensor
+        let ln1w, ln1b: Tensor
+        let qkvw: PackedWeight
+        let qkvb: Tensor
+        let ow: PackedWeight
+        let ob, ln2w, ln2b: Tensor
+        let fc1w: PackedWeight
+        let fc1b: Tensor
+        let fc2w: PackedWeight
+        let fc2b: Tensor
     }
 
-    let patchWeight: Tensor   // [D, 3·P·P] (Conv2d weight [D, 3, P, P] flattened)
+    let patchWeight: PackedWeight   // [D, 3·P·P] (Conv2d weight [D, 3, P, P] flattened)
     let patchBias: Tensor     // [D]
     let positions: Tensor     // [N, D]
     let layers: [Layer]
@@ -23,24 +29,25 @@ public final class SiglipVisionTower: @unchecked Sendable {
     public init(hyper h: VisionHyperparameters, weights: WeightSource) throws {
         hyper = h
         let p = TensorName.vision, d = h.width, f = h.mlpWidth
-        patchWeight = try weights.tensor("\(p)embeddings.patch_embedding.weight", shape: [d, 3, h.patchSize, h.patchSize])
-            .reshaped([d, h.patchInputs])
+        patchWeight = PackedWeight(try weights.tensor("\(p)embeddings.patch_embedding.weight", shape: [d, 3, h.patchSize, h.patchSize])
+            .reshaped([d, h.patchInputs]))
         patchBias = try weights.tensor("\(p)embeddings.patch_embedding.bias", shape: [d])
         positions = try weights.tensor("\(p)embeddings.position_embedding.weight", shape: [h.tokens, d])
         layers = try (0..<h.layers).map { i in
             let l = TensorName.visionLayer(i)
             func t(_ n: String, _ s: [Int]) throws -> Tensor { try weights.tensor(l + n, shape: s) }
+            func w(_ n: String, _ s: [Int]) throws -> PackedWeight { PackedWeight(try t(n, s)) }
             let qkv = [try t("self_attn.q_proj.weight", [d, d]), try t("self_attn.k_proj.weight", [d, d]),
                        try t("self_attn.v_proj.weight", [d, d])]
             let qkvBias = [try t("self_attn.q_proj.bias", [d]), try t("self_attn.k_proj.bias", [d]),
                            try t("self_attn.v_proj.bias", [d])]
             return Layer(
                 ln1w: try t("layer_norm1.weight", [d]), ln1b: try t("layer_norm1.bias", [d]),
-                qkvw: Tensor.concatenatingRows(qkv), qkvb: Tensor.concatenatingRows(qkvBias),
-                ow: try t("self_attn.out_proj.weight", [d, d]), ob: try t("self_attn.out_proj.bias", [d]),
+                qkvw: PackedWeight(Tensor.concatenatingRows(qkv)), qkvb: Tensor.concatenatingRows(qkvBias),
+                ow: try w("self_attn.out_proj.weight", [d, d]), ob: try t("self_attn.out_proj.bias", [d]),
                 ln2w: try t("layer_norm2.weight", [d]), ln2b: try t("layer_norm2.bias", [d]),
-                fc1w: try t("mlp.fc1.weight", [f, d]), fc1b: try t("mlp.fc1.bias", [f]),
-                fc2wT: try t("mlp.fc2.weight", [d, f]).transposed2D(), fc2b: try t("mlp.fc2.bias", [d]))
+                fc1w: try w("mlp.fc1.weight", [f, d]), fc1b: try t("mlp.fc1.bias", [f]),
+                fc2w: try w("mlp.fc2.weight", [d, f]), fc2b: try t("mlp.fc2.bias", [d]))
         }
         postLNWeight = try weights.tensor("\(p)post_layernorm.weight", shape: [d])
         postLNBias = try weights.tensor("\(p)post_layernorm.bias", shape: [d])
@@ -98,22 +105,20 @@ public final class SiglipVisionTower: @unchecked Sendable {
 
         for layer in layers {
             Norms.layerNorm(x.data, rows: rows, width: d, gamma: layer.ln1w.data, beta: layer.ln1b.data, eps: h.eps, into: y.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.qkvw.data, outFeatures: 3 * d,
-                           bias: layer.qkvb.data, into: qkv.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.qkvw, bias: layer.qkvb.data, into: qkv.data)
             for img in 0..<b {
                 let q = qkv.data + img * h.tokens * 3 * d
                 Attention.forward(q: q, qStride: 3 * d, k: q + d, v: q + 2 * d, kvStride: 3 * d,
                                   queries: h.tokens, keys: h.tokens, heads: heads, scale: scale, softcap: nil,
                                   mask: nil, scratch: scratch.data, out: attn.data + img * h.tokens * d, outStride: d)
             }
-            Linear.forward(attn.data, rows: rows, inFeatures: d, weight: layer.ow.data, outFeatures: d, bias: layer.ob.data, into: y.data)
+            Linear.forward(attn.data, rows: rows, inFeatures: d, weight: layer.ow, bias: layer.ob.data, into: y.data)
             Elementwise.add(y.data, into: x.data, count: rows * d)
 
             Norms.layerNorm(x.data, rows: rows, width: d, gamma: layer.ln2w.data, beta: layer.ln2b.data, eps: h.eps, into: y.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.fc1w.data, outFeatures: h.mlpWidth, bias: layer.fc1b.data, into: hidden.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.fc1w, bias: layer.fc1b.data, into: hidden.data)
             Activations.geluTanh(hidden.data, count: rows * h.mlpWidth)
-            Linear.forward(hidden.data, rows: rows, inFeatures: h.mlpWidth, weightKN: layer.fc2wT.data, outFeatures: d,
-                           bias: layer.fc2b.data, into: y.data)
+            Linear.forward(hidden.data, rows: rows, inFeatures: h.mlpWidth, weight: layer.fc2w, bias: layer.fc2b.data, into: y.data)
             Elementwise.add(y.data, into: x.data, count: rows * d)
             record?(x.reshaped([b, h.tokens, d]))
         }
@@ -124,9 +129,10 @@ public final class SiglipVisionTower: @unchecked Sendable {
 
 /// `multi_modal_projector.linear`: vision width → decoder width, with bias, no activation.
 public final class Projector: @unchecked Sendable {
-    let weight, bias: Tensor
+    let weight: PackedWeight
+    let bias: Tensor
     public init(visionWidth: Int, textWidth: Int, weights: WeightSource) throws {
-        weight = try weights.tensor("\(TensorName.projector)weight", shape: [textWidth, visionWidth])
+        weight = PackedWeight(try weights.tensor("\(TensorName.projector)weight", shape: [textWidth, visionWidth]))
         bias = try weights.tensor("\(TensorName.projector)bias", shape: [textWidth])
     }
     /// [B, N, Dv] → [B, N, D]

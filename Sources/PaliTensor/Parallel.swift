@@ -1,10 +1,10 @@
-// Work splitting for the element-wise and skinny-matrix kernels: the same thread count as OpenBLAS,
-// so a rank given n cores uses n everywhere (one BLAS thread per rank when ranks share a machine).
+// Work splitting for the GEMM, element-wise and attention kernels: a rank given n cores (`--threads`,
+// or OPENBLAS_NUM_THREADS) uses n everywhere (one thread per rank when ranks share a machine).
 import Dispatch
 
 public enum Parallel {
-    /// Threads used by `forEachChunk`; follows `BLAS.threads` unless set.
-    nonisolated(unsafe) public static var threads: Int = BLAS.threads
+    /// Threads used by `forEachChunk` (= `BLAS.threads`); OpenBLAS's default until set.
+    nonisolated(unsafe) public static var threads: Int = BLAS.takeOverThreads()
 
     /// Calls `body` on disjoint chunks covering 0..<count, in parallel when worthwhile.
     /// `grain` is the smallest chunk worth a thread.

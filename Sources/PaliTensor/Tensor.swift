@@ -94,23 +94,6 @@ public struct Tensor: @unchecked Sendable {
         return out
     }
 
-    /// A 2-D tensor [R, C] transposed into a new [C, R] tensor.
-    public func transposed2D() -> Tensor {
-        precondition(rank == 2, "transposed2D needs a matrix, got \(shape)")
-        let r = shape[0], c = shape[1]
-        let out = Tensor(zeros: [c, r])
-        let src = data, dst = out.data
-        let tile = 32
-        for i0 in stride(from: 0, to: r, by: tile) {
-            for j0 in stride(from: 0, to: c, by: tile) {
-                for i in i0..<min(i0 + tile, r) {
-                    for j in j0..<min(j0 + tile, c) { dst[j * r + i] = src[i * c + j] }
-                }
-            }
-        }
-        return out
-    }
-
     /// Same storage, new shape of the same element count.
     public func reshaped(_ newShape: [Int]) -> Tensor { Tensor(shape: newShape, storage: storage) }
 

@@ -312,12 +312,19 @@ struct RunJobTests {
         try #require(Self.hasMPI, "mpirun is not installed")
         let ws = try Workspace()
         defer { ws.remove() }
-        try ws.write(ws.goodJobs(400))
+        let count = 1500
+        try ws.write(ws.goodJobs(count))
         let arguments = ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path, "--output-dir", ws.output.path,
-                         "--max-tokens", "6", "--shard-size", "1000"]
+                         "--max-tokens", "6", "--shard-size", "10000"]
         let job = try Job(np: 3, arguments: arguments)
-        Thread.sleep(forTimeInterval: 3)
-        #expect(job.process.isRunning)
+        // Once the coordinator is at work (run.json written), let it process a little, then signal.
+        let runJSON = ws.output.appendingPathComponent("run.json").path
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, job.process.isRunning, !FileManager.default.fileExists(atPath: runJSON) {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        try #require(job.process.isRunning, "the run ended before the signal; use more jobs")
         let sent = Date()
         if target == "mpirun" {
             _ = kill(job.process.processIdentifier, SIGUSR1)
@@ -329,7 +336,7 @@ struct RunJobTests {
         #expect(Date().timeIntervalSince(sent) < 15, "stops promptly")
         #expect(outcome.output.contains("SIGUSR1 received"), "rank 0 saw the signal:\n\(outcome.output)")
         let partial = try ws.records()
-        #expect(!partial.isEmpty && partial.count < 400, "the partial shard (\(partial.count) records) was completed")
+        #expect(!partial.isEmpty && partial.count < count, "the partial shard (\(partial.count) records) was completed")
         let stats = ws.stats()
         #expect(stats?["outcome"] as? String == "interrupted" && stats?["signal"] as? String == "SIGUSR1",
                 "stats.json: \(String(describing: stats))")
@@ -338,7 +345,7 @@ struct RunJobTests {
         let again = try Job(np: 3, arguments: arguments).wait()
         #expect(again.status == 0, "\(again.output)")
         let ids = try ws.records().map { $0["id"] as! String }
-        #expect(ids.count == 400 && Set(ids).count == 400)
+        #expect(ids.count == count && Set(ids).count == count)
         #expect(ws.stats()?["outcome"] as? String == "complete")
     }
 

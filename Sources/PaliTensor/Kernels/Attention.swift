@@ -21,9 +21,11 @@ public struct AttentionHeads: Sendable, Equatable {
 }
 
 public enum Attention {
-    /// Scratch floats `forward` needs for T queries over S keys.
-    public static func scratchCount(queries: Int, keys: Int) -> Int { queries * keys }
+    /// Scratch floats `forward` needs for T queries over S keys: one score matrix per thread.
+    public static func scratchCount(queries: Int, keys: Int) -> Int { queries * keys * max(1, Parallel.threads) }
 
+    /// Heads are split over `Parallel.threads` threads (each with its own T × S block of `scratch`,
+    /// sized by `scratchCount` beforehand); every head's arithmetic is the same whatever the split.
     public static func forward(
         q: UnsafePointer<Float>, qStride: Int,
         k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
@@ -32,8 +34,32 @@ public enum Attention {
         scratch: UnsafeMutablePointer<Float>,
         out: UnsafeMutablePointer<Float>, outStride: Int
     ) {
+        let count = heads.heads
+        // A thread is worth it from about 64k multiply-adds of attention.
+        let parts = min(max(1, Parallel.threads), count, max(1, t * s * heads.headDim * count / (1 << 16)))
+        if parts == 1 {
+            forward(headRange: 0..<count, q: q, qStride: qStride, k: k, v: v, kvStride: kvStride, queries: t, keys: s,
+                    heads: heads, scale: scale, softcap: softcap, mask: mask, scratch: scratch, out: out, outStride: outStride)
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: parts) { c in
+            forward(headRange: (count * c / parts)..<(count * (c + 1) / parts), q: q, qStride: qStride, k: k, v: v,
+                    kvStride: kvStride, queries: t, keys: s, heads: heads, scale: scale, softcap: softcap, mask: mask,
+                    scratch: scratch + c * t * s, out: out, outStride: outStride)
+        }
+    }
+
+    private static func forward(
+        headRange: Range<Int>,
+        q: UnsafePointer<Float>, qStride: Int,
+        k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
+        queries t: Int, keys s: Int, heads: AttentionHeads,
+        scale: Float, softcap: Float?, mask: UnsafePointer<Float>?,
+        scratch: UnsafeMutablePointer<Float>,
+        out: UnsafeMutablePointer<Float>, outStride: Int
+    ) {
         let hd = heads.headDim, group = heads.heads / heads.kvHeads
-        for h in 0..<heads.heads {
+        for h in headRange {
             let g = h / group
             let qh = q + h * hd, kg = k + g * hd, vg = v + g * hd, oh = out + h * hd
             // scores[T, S] = scale · q_h · k_gᵀ

@@ -1,30 +1,15 @@
-// Linear layers and matrix products, through OpenBLAS.
+// Linear layers over unpacked weights, through OpenBLAS.
 // Weights use PyTorch's layout: W [N, K] (out, in); y = x · Wᵀ + b.
 import CBLAS
 
 public enum Linear {
-    /// y[M, N] = x[M, K] · W[N, K]ᵀ (+ bias[N]).
-    /// Few rows (decode steps) use the memory-bound `Skinny` kernel (sgemm with small M packs the whole
-    /// weight matrix first; sgemv would make a row's result depend on the batch size).
+    /// y[M, N] = x[M, K] · W[N, K]ᵀ (+ bias[N]) through OpenBLAS, for weights used too rarely to pack
+    /// (the model's layers use `PackedWeight`, PackedLinear.swift).
     public static func forward(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int,
                                weight w: UnsafePointer<Float>, outFeatures n: Int,
                                bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
-        if m <= Skinny.maxRows {
-            Skinny.matmulBT(x, rows: m, inFeatures: k, weight: w, outFeatures: n, into: y)
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                        1, x, Int32(k), w, Int32(k), 0, y, Int32(n))
-        }
-        if let bias { addBias(bias, rows: m, width: n, into: y) }
-    }
-
-    /// y[M, N] = x[M, K] · W[K, N] (+ bias[N]): the weight stored transposed, for products where
-    /// OpenBLAS is faster without its transposed-B path. Same dot products as `forward(weight:)` on Wᵀ.
-    public static func forward(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int,
-                               weightKN w: UnsafePointer<Float>, outFeatures n: Int,
-                               bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
-                    1, x, Int32(k), w, Int32(n), 0, y, Int32(n))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
+                    1, x, Int32(k), w, Int32(k), 0, y, Int32(n))
         if let bias { addBias(bias, rows: m, width: n, into: y) }
     }
 

@@ -12,7 +12,10 @@ public enum VectorMath {
     @inline(__always)
     public static func exp(_ x: V) -> V {
         // Above 88.3 the result saturates at e^88.3 (our callers never need more); below -87.3 it is 0.
-        let xc = x.clamped(lowerBound: V(repeating: -87.3), upperBound: V(repeating: 88.3))
+        // (Compare-and-blend: `clamped(lowerBound:upperBound:)` compiles to out-of-line calls here.)
+        let lo = V(repeating: -87.3), hi = V(repeating: 88.3)
+        var xc = x.replacing(with: lo, where: x .< lo)
+        xc = xc.replacing(with: hi, where: xc .> hi)
         // n = round(x·log2 e) by the 1.5·2^23 trick: the sum's low mantissa bits hold n.
         let magic = V(repeating: 12_582_912)
         let t = xc * 1.442_695_04 + magic
