@@ -222,13 +222,18 @@ size_t pg_gemm_packed_count(int kind, int n, int k) {
 }
 
 void pg_gemm_pack_nk(int kind, const float *w, int n, int k, float *packed, int panel_lo, int panel_hi) {
+    pg_gemm_pack_nk_strided(kind, w, k, n, k, packed, panel_lo, panel_hi);
+}
+
+void pg_gemm_pack_nk_strided(int kind, const float *w, int ldw, int n, int k, float *packed, int panel_lo,
+                             int panel_hi) {
     const int nr = impl_of(kind)->nr;
     for (int p = panel_lo; p < panel_hi; p++) {
         float *dst = packed + (size_t)p * k * nr;
         for (int col = 0; col < nr; col++) {
             int j = p * nr + col;
             if (j < n) {
-                const float *src = w + (size_t)j * k;
+                const float *src = w + (size_t)j * ldw;
                 for (int q = 0; q < k; q++) dst[(size_t)q * nr + col] = src[q];
             } else {
                 for (int q = 0; q < k; q++) dst[(size_t)q * nr + col] = 0;
@@ -238,12 +243,17 @@ void pg_gemm_pack_nk(int kind, const float *w, int n, int k, float *packed, int 
 }
 
 void pg_gemm_pack_kn(int kind, const float *w, int k, int n, float *packed, int panel_lo, int panel_hi) {
+    pg_gemm_pack_kn_strided(kind, w, n, k, n, packed, panel_lo, panel_hi);
+}
+
+void pg_gemm_pack_kn_strided(int kind, const float *w, int ldw, int k, int n, float *packed, int panel_lo,
+                             int panel_hi) {
     const int nr = impl_of(kind)->nr;
     for (int p = panel_lo; p < panel_hi; p++) {
         float *dst = packed + (size_t)p * k * nr;
         int j0 = p * nr, cols = n - j0 < nr ? n - j0 : nr;
         for (int q = 0; q < k; q++) {
-            memcpy(dst + (size_t)q * nr, w + (size_t)q * n + j0, sizeof(float) * (size_t)cols);
+            memcpy(dst + (size_t)q * nr, w + (size_t)q * ldw + j0, sizeof(float) * (size_t)cols);
             for (int col = cols; col < nr; col++) dst[(size_t)q * nr + col] = 0;
         }
     }

@@ -117,7 +117,7 @@ public final class GemmaDecoder: @unchecked Sendable {
                                        prefixLength: s.prefixLength, window: w)
             }
         }
-        let maxScratch = steps.map { Attention.scratchCount(queries: $0.tokens, keys: $0.cache.length + $0.tokens) }.max() ?? 0
+        let maxScratch = steps.map { Attention.scratchCount(queries: $0.tokens, keys: $0.cache.length + $0.tokens, headDim: h.headDim) }.max() ?? 0
 
         let y = Tensor(zeros: [rows, d])
         let q = Tensor(zeros: [rows, h.queryWidth])

@@ -99,7 +99,7 @@ public final class SiglipVisionTower: @unchecked Sendable {
         let qkv = Tensor(zeros: [rows, 3 * d])
         let attn = Tensor(zeros: [rows, d])
         let hidden = Tensor(zeros: [rows, h.mlpWidth])
-        let scratch = Tensor(zeros: [Attention.scratchCount(queries: h.tokens, keys: h.tokens)])
+        let scratch = Tensor(zeros: [Attention.scratchCount(queries: h.tokens, keys: h.tokens, headDim: h.headDim)])
         let heads = AttentionHeads(heads: h.heads, kvHeads: h.heads, headDim: h.headDim)
         let scale = 1 / Float(h.headDim).squareRoot()
 

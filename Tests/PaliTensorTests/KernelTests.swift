@@ -85,8 +85,11 @@ func ropeMatchesReference(headDim: Int) {
     }
 }
 
+// Heads split over threads (the last two cases are large enough for 2 threads) with products of
+// T > 1 through the packed GEMM: equal to the reference, and the same bits on 1 or 2 threads.
 @Test(arguments: [
     (1, 9, 4, 1, 8, false), (5, 5, 4, 2, 6, true), (7, 12, 8, 8, 16, false), (3, 20, 6, 3, 10, true),
+    (40, 60, 8, 2, 48, false), (33, 70, 4, 1, 72, true),
 ])
 func attentionMatchesReference(c: (Int, Int, Int, Int, Int, Bool)) {
     let (t, s, h, kv, hd, cap) = c
@@ -96,20 +99,28 @@ func attentionMatchesReference(c: (Int, Int, Int, Int, Int, Bool)) {
     let v = randomFloats(s * kv * hd, &rng)
     let mask = AttentionMask.prefixLM(queryStart: s - t, queries: t, keys: s, prefixLength: max(1, s - t - 1),
                                       window: cap ? 4 : nil)
-    var out = [Float](repeating: 0, count: t * h * hd)
-    var scratch = [Float](repeating: 0, count: Attention.scratchCount(queries: t, keys: s))
     let scale = 1 / Float(hd).squareRoot()
-    q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
-        mask.withUnsafeBufferPointer { mp in scratch.withUnsafeMutableBufferPointer { sp in
-            out.withUnsafeMutableBufferPointer { op in
-                Attention.forward(q: qp.baseAddress!, qStride: h * hd, k: kp.baseAddress!, v: vp.baseAddress!,
-                                  kvStride: kv * hd, queries: t, keys: s, heads: heads, scale: scale,
-                                  softcap: cap ? 1.5 : nil, mask: mp.baseAddress!, scratch: sp.baseAddress!,
-                                  out: op.baseAddress!, outStride: h * hd)
-            } } } } } }
+    func run(threads: Int) -> [Float] {
+        let saved = Parallel.threads
+        defer { Parallel.threads = saved }
+        Parallel.threads = threads
+        var out = [Float](repeating: 0, count: t * h * hd)
+        var scratch = [Float](repeating: 0, count: Attention.scratchCount(queries: t, keys: s, headDim: hd))
+        q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+            mask.withUnsafeBufferPointer { mp in scratch.withUnsafeMutableBufferPointer { sp in
+                out.withUnsafeMutableBufferPointer { op in
+                    Attention.forward(q: qp.baseAddress!, qStride: h * hd, k: kp.baseAddress!, v: vp.baseAddress!,
+                                      kvStride: kv * hd, queries: t, keys: s, heads: heads, scale: scale,
+                                      softcap: cap ? 1.5 : nil, mask: mp.baseAddress!, scratch: sp.baseAddress!,
+                                      out: op.baseAddress!, outStride: h * hd)
+                } } } } } }
+        return out
+    }
+    let out = run(threads: 2)
     let ref = Reference.attention(q: q, k: k, v: v, queries: t, keys: s, heads: heads, scale: Double(scale),
                                   softcap: cap ? 1.5 : nil, mask: mask)
     #expect(maxRelativeError(out, ref) < 1e-5)
+    #expect(run(threads: 1) == out)
 }
 
 @Test func prefixLMMaskRules() {

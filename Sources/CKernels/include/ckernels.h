@@ -29,6 +29,9 @@ size_t pg_gemm_packed_count(int kind, int n, int k);
 void pg_gemm_pack_nk(int kind, const float *w, int n, int k, float *packed, int panel_lo, int panel_hi);
 /// Packs panels [panel_lo, panel_hi) of W given as [K, N].
 void pg_gemm_pack_kn(int kind, const float *w, int k, int n, float *packed, int panel_lo, int panel_hi);
+/// The same with the source's rows `ldw` floats apart (a head's keys or values inside a KV cache).
+void pg_gemm_pack_nk_strided(int kind, const float *w, int ldw, int n, int k, float *packed, int panel_lo, int panel_hi);
+void pg_gemm_pack_kn_strided(int kind, const float *w, int ldw, int k, int n, float *packed, int panel_lo, int panel_hi);
 /// C[M, N] (row stride ldc) = A[M, K] (row stride lda) · W (+ bias[N]), for output panels
 /// [panel_lo, panel_hi) only (threads split the panels). C need not be initialised.
 void pg_gemm_packed(int kind, int m, int n, int k, const float *a, int lda, const float *packed,

@@ -8,6 +8,7 @@
 //   out [T, H·hd]   rows `outStride` floats apart
 // scores = q·kᵀ·scale → softcap → + mask [T, S] (0 or -inf) → softmax (f32) → · v
 import CBLAS
+import CKernels
 import Foundation
 
 public struct AttentionHeads: Sendable, Equatable {
@@ -21,8 +22,16 @@ public struct AttentionHeads: Sendable, Equatable {
 }
 
 public enum Attention {
-    /// Scratch floats `forward` needs for T queries over S keys: one score matrix per thread.
-    public static func scratchCount(queries: Int, keys: Int) -> Int { queries * keys * max(1, Parallel.threads) }
+    /// Scratch floats `forward` needs for T queries over S keys with heads of `headDim`: per thread, a
+    /// score matrix and one head's keys and values packed for the GEMM kernel.
+    public static func scratchCount(queries: Int, keys: Int, headDim: Int) -> Int {
+        perThreadScratch(queries: queries, keys: keys, headDim: headDim) * max(1, Parallel.threads)
+    }
+
+    static func perThreadScratch(queries t: Int, keys s: Int, headDim hd: Int) -> Int {
+        let kind = GEMMKernel.best.rawValue
+        return t * s + Int(pg_gemm_packed_count(kind, Int32(s), Int32(hd))) + Int(pg_gemm_packed_count(kind, Int32(hd), Int32(s)))
+    }
 
     /// Heads are split over `Parallel.threads` threads (each with its own T × S block of `scratch`,
     /// sized by `scratchCount` beforehand); every head's arithmetic is the same whatever the split.
@@ -45,7 +54,8 @@ public enum Attention {
         DispatchQueue.concurrentPerform(iterations: parts) { c in
             forward(headRange: (count * c / parts)..<(count * (c + 1) / parts), q: q, qStride: qStride, k: k, v: v,
                     kvStride: kvStride, queries: t, keys: s, heads: heads, scale: scale, softcap: softcap, mask: mask,
-                    scratch: scratch + c * t * s, out: out, outStride: outStride)
+                    scratch: scratch + c * perThreadScratch(queries: t, keys: s, headDim: heads.headDim),
+                    out: out, outStride: outStride)
         }
     }
 
@@ -59,16 +69,23 @@ public enum Attention {
         out: UnsafeMutablePointer<Float>, outStride: Int
     ) {
         let hd = heads.headDim, group = heads.heads / heads.kvHeads
+        // Products with T > 1 run our GEMM kernel on this head's keys and values, packed here.
+        let kind = GEMMKernel.best.rawValue, nr = GEMMKernel.best.panelWidth
+        let panelsK = (s + nr - 1) / nr, panelsV = (hd + nr - 1) / nr
+        let packedK = scratch + t * s
+        let packedV = packedK + Int(pg_gemm_packed_count(kind, Int32(s), Int32(hd)))
         for h in headRange {
             let g = h / group
             let qh = q + h * hd, kg = k + g * hd, vg = v + g * hd, oh = out + h * hd
-            // scores[T, S] = scale · q_h · k_gᵀ
+            // scores[T, S] = (q_h · k_gᵀ) · scale
             if t == 1 {
                 cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(s), Int32(hd), scale, kg, Int32(kvStride),
                             qh, 1, 0, scratch, 1)
             } else {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(s), Int32(hd),
-                            scale, qh, Int32(qStride), kg, Int32(kvStride), 0, scratch, Int32(s))
+                pg_gemm_pack_nk_strided(kind, kg, Int32(kvStride), Int32(s), Int32(hd), packedK, 0, Int32(panelsK))
+                pg_gemm_packed(kind, Int32(t), Int32(s), Int32(hd), qh, Int32(qStride), packedK, nil, scratch, Int32(s),
+                               0, Int32(panelsK))
+                Elementwise.scale(scratch, by: scale, count: t * s)
             }
             if let cap = softcap { Activations.softcap(scratch, count: t * s, cap: cap) }
             if let mask { for i in 0..<(t * s) { scratch[i] += mask[i] } }
@@ -78,8 +95,9 @@ public enum Attention {
                 cblas_sgemv(CblasRowMajor, CblasTrans, Int32(s), Int32(hd), 1, vg, Int32(kvStride),
                             scratch, 1, 0, oh, 1)
             } else {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(hd), Int32(s),
-                            1, scratch, Int32(s), vg, Int32(kvStride), 0, oh, Int32(outStride))
+                pg_gemm_pack_kn_strided(kind, vg, Int32(kvStride), Int32(s), Int32(hd), packedV, 0, Int32(panelsV))
+                pg_gemm_packed(kind, Int32(t), Int32(hd), Int32(s), scratch, Int32(s), packedV, nil, oh, Int32(outStride),
+                               0, Int32(panelsV))
             }
         }
     }

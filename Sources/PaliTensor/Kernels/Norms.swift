@@ -2,32 +2,54 @@
 import Foundation
 
 public enum Norms {
-    /// LayerNorm: (x − mean) / sqrt(var_biased + eps) · γ + β (SigLIP, eps 1e-6).
+    /// LayerNorm: (x − mean) / sqrt(var_biased + eps) · γ + β (SigLIP, eps 1e-6). Rows split over threads.
     public static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, width d: Int,
                                  gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
                                  into y: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let xr = x + r * d, yr = y + r * d
-            var sum: Float = 0
-            for i in 0..<d { sum += xr[i] }
-            let mean = sum / Float(d)
-            var sq: Float = 0
-            for i in 0..<d { let c = xr[i] - mean; sq += c * c }
-            let rstd = 1 / (sq / Float(d) + eps).squareRoot()
-            for i in 0..<d { yr[i] = (xr[i] - mean) * rstd * gamma[i] + beta[i] }
+        Parallel.forEachChunk(rows, grain: max(1, 16384 / max(d, 1))) { range in
+            for r in range {
+                let xr = x + r * d, yr = y + r * d
+                let mean = sum(xr, d) { $0 } / Float(d)
+                let m = V(repeating: mean)
+                let sq = sum(xr, d) { ($0 - m) * ($0 - m) }
+                let rstd = 1 / (sq / Float(d) + eps).squareRoot()
+                for i in 0..<d { yr[i] = (xr[i] - mean) * rstd * gamma[i] + beta[i] }
+            }
         }
     }
 
     /// Gemma RMSNorm: x · rsqrt(mean(x²) + eps) · (1 + w). Weights are stored as offsets from 1.
     public static func rmsNorm(_ x: UnsafePointer<Float>, rows: Int, width d: Int,
                                weight: UnsafePointer<Float>, eps: Float, into y: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let xr = x + r * d, yr = y + r * d
-            var sq: Float = 0
-            for i in 0..<d { sq += xr[i] * xr[i] }
-            let rstd = 1 / (sq / Float(d) + eps).squareRoot()
-            for i in 0..<d { yr[i] = (xr[i] * rstd) * (1 + weight[i]) }
+        Parallel.forEachChunk(rows, grain: max(1, 16384 / max(d, 1))) { range in
+            for r in range {
+                let xr = x + r * d, yr = y + r * d
+                let sq = sum(xr, d) { $0 * $0 }
+                let rstd = 1 / (sq / Float(d) + eps).squareRoot()
+                for i in 0..<d { yr[i] = (xr[i] * rstd) * (1 + weight[i]) }
+            }
         }
+    }
+
+    typealias V = SIMD8<Float>
+
+    /// Σ f(x[i]) over one row: 8 lane sums over the multiples of 8 (added in a fixed order), then the
+    /// tail; the same order for every row, whatever the row count.
+    @inline(__always)
+    static func sum(_ x: UnsafePointer<Float>, _ d: Int, _ f: (V) -> V) -> Float {
+        var acc = V()
+        var i = 0
+        let raw = UnsafeRawPointer(x)
+        while i + 8 <= d {
+            acc += f(raw.loadUnaligned(fromByteOffset: i * 4, as: V.self))
+            i += 8
+        }
+        var s = acc.sum()
+        while i < d {
+            s += f(V(repeating: x[i]))[0]
+            i += 1
+        }
+        return s
     }
 
     public static func layerNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, eps: Float) -> Tensor {
