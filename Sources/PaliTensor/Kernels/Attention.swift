@@ -30,7 +30,8 @@ public enum Attention {
 
     static func perThreadScratch(queries t: Int, keys s: Int, headDim hd: Int) -> Int {
         let kind = GEMMKernel.best.rawValue
-        return t * s + Int(pg_gemm_packed_count(kind, Int32(s), Int32(hd))) + Int(pg_gemm_packed_count(kind, Int32(hd), Int32(s)))
+        return t * s + Int(pg_gemm_packed_count(kind, Int32(s), Int32(hd)))
+            + Int(pg_gemm_packed_count(kind, Int32(hd), Int32(s)))
     }
 
     /// Heads are split over `Parallel.threads` threads (each with its own T × S block of `scratch`,
@@ -43,61 +44,51 @@ public enum Attention {
         scratch: UnsafeMutablePointer<Float>,
         out: UnsafeMutablePointer<Float>, outStride: Int
     ) {
+        /// Heads `headRange`, with one thread's block of scratch.
+        func run(_ headRange: Range<Int>, _ scratch: UnsafeMutablePointer<Float>) {
+            let hd = heads.headDim, group = heads.heads / heads.kvHeads
+            // Products with T > 1 run our GEMM kernel on this head's keys and values, packed here.
+            let kind = GEMMKernel.best.rawValue, nr = GEMMKernel.best.panelWidth
+            let panelsK = (s + nr - 1) / nr, panelsV = (hd + nr - 1) / nr
+            let packedK = scratch + t * s
+            let packedV = packedK + Int(pg_gemm_packed_count(kind, Int32(s), Int32(hd)))
+            for h in headRange {
+                let g = h / group
+                let qh = q + h * hd, kg = k + g * hd, vg = v + g * hd, oh = out + h * hd
+                // scores[T, S] = (q_h · k_gᵀ) · scale
+                if t == 1 {
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(s), Int32(hd), scale, kg, Int32(kvStride),
+                                qh, 1, 0, scratch, 1)
+                } else {
+                    pg_gemm_pack_nk_strided(kind, kg, Int32(kvStride), Int32(s), Int32(hd), packedK, 0, Int32(panelsK))
+                    pg_gemm_packed(kind, Int32(t), Int32(s), Int32(hd), qh, Int32(qStride), packedK, nil, scratch, Int32(s),
+                                   0, Int32(panelsK))
+                    Elementwise.scale(scratch, by: scale, count: t * s)
+                }
+                if let cap = softcap { Activations.softcap(scratch, count: t * s, cap: cap) }
+                if let mask { for i in 0..<(t * s) { scratch[i] += mask[i] } }
+                Softmax.rows(scratch, rows: t, width: s)
+                // out_h[T, hd] = probs[T, S] · v_g[S, hd]
+                if t == 1 {
+                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(s), Int32(hd), 1, vg, Int32(kvStride),
+                                scratch, 1, 0, oh, 1)
+                } else {
+                    pg_gemm_pack_kn_strided(kind, vg, Int32(kvStride), Int32(s), Int32(hd), packedV, 0, Int32(panelsV))
+                    pg_gemm_packed(kind, Int32(t), Int32(hd), Int32(s), scratch, Int32(s), packedV, nil, oh, Int32(outStride),
+                                   0, Int32(panelsV))
+                }
+            }
+        }
+
         let count = heads.heads
         // A thread is worth it from about 64k multiply-adds of attention.
         let parts = min(max(1, Parallel.threads), count, max(1, t * s * heads.headDim * count / (1 << 16)))
+        let perThread = perThreadScratch(queries: t, keys: s, headDim: heads.headDim)
         if parts == 1 {
-            forward(headRange: 0..<count, q: q, qStride: qStride, k: k, v: v, kvStride: kvStride, queries: t, keys: s,
-                    heads: heads, scale: scale, softcap: softcap, mask: mask, scratch: scratch, out: out, outStride: outStride)
-            return
-        }
-        DispatchQueue.concurrentPerform(iterations: parts) { c in
-            forward(headRange: (count * c / parts)..<(count * (c + 1) / parts), q: q, qStride: qStride, k: k, v: v,
-                    kvStride: kvStride, queries: t, keys: s, heads: heads, scale: scale, softcap: softcap, mask: mask,
-                    scratch: scratch + c * perThreadScratch(queries: t, keys: s, headDim: heads.headDim),
-                    out: out, outStride: outStride)
-        }
-    }
-
-    private static func forward(
-        headRange: Range<Int>,
-        q: UnsafePointer<Float>, qStride: Int,
-        k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
-        queries t: Int, keys s: Int, heads: AttentionHeads,
-        scale: Float, softcap: Float?, mask: UnsafePointer<Float>?,
-        scratch: UnsafeMutablePointer<Float>,
-        out: UnsafeMutablePointer<Float>, outStride: Int
-    ) {
-        let hd = heads.headDim, group = heads.heads / heads.kvHeads
-        // Products with T > 1 run our GEMM kernel on this head's keys and values, packed here.
-        let kind = GEMMKernel.best.rawValue, nr = GEMMKernel.best.panelWidth
-        let panelsK = (s + nr - 1) / nr, panelsV = (hd + nr - 1) / nr
-        let packedK = scratch + t * s
-        let packedV = packedK + Int(pg_gemm_packed_count(kind, Int32(s), Int32(hd)))
-        for h in headRange {
-            let g = h / group
-            let qh = q + h * hd, kg = k + g * hd, vg = v + g * hd, oh = out + h * hd
-            // scores[T, S] = (q_h · k_gᵀ) · scale
-            if t == 1 {
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(s), Int32(hd), scale, kg, Int32(kvStride),
-                            qh, 1, 0, scratch, 1)
-            } else {
-                pg_gemm_pack_nk_strided(kind, kg, Int32(kvStride), Int32(s), Int32(hd), packedK, 0, Int32(panelsK))
-                pg_gemm_packed(kind, Int32(t), Int32(s), Int32(hd), qh, Int32(qStride), packedK, nil, scratch, Int32(s),
-                               0, Int32(panelsK))
-                Elementwise.scale(scratch, by: scale, count: t * s)
-            }
-            if let cap = softcap { Activations.softcap(scratch, count: t * s, cap: cap) }
-            if let mask { for i in 0..<(t * s) { scratch[i] += mask[i] } }
-            Softmax.rows(scratch, rows: t, width: s)
-            // out_h[T, hd] = probs[T, S] · v_g[S, hd]
-            if t == 1 {
-                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(s), Int32(hd), 1, vg, Int32(kvStride),
-                            scratch, 1, 0, oh, 1)
-            } else {
-                pg_gemm_pack_kn_strided(kind, vg, Int32(kvStride), Int32(s), Int32(hd), packedV, 0, Int32(panelsV))
-                pg_gemm_packed(kind, Int32(t), Int32(hd), Int32(s), scratch, Int32(s), packedV, nil, oh, Int32(outStride),
-                               0, Int32(panelsV))
+            run(0..<count, scratch)
+        } else {
+            DispatchQueue.concurrentPerform(iterations: parts) { c in
+                run((count * c / parts)..<(count * (c + 1) / parts), scratch + c * perThread)
             }
         }
     }
