@@ -110,30 +110,31 @@ struct BenchCommand: ParsableCommand {
     /// The machine's sgemm rate: 2048³ (A·Bᵀ), 1 warm-up, then the fastest of `max(5, repeats)` runs of
     /// 4 products (the same best-of policy as the phases, so neither side gains from background load).
     func measureSGEMM() -> Double {
-        let n = 2048
-        let a = Tensor(zeros: [n, n]), b = Tensor(zeros: [n, n]), c = Tensor(zeros: [n, n])
-        for i in 0..<a.count { a.data[i] = Float(i % 13) * 0.01; b.data[i] = Float(i % 7) * 0.01 }
-        let reps = 4
-        let t = BLAS.withOpenBLASThreads(BLAS.threads) { () -> Double in
-            BLAS.sgemm(m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, transposeB: true, c: c.data, ldc: n)
-            return best(max(5, repeats)) {
-                for _ in 0..<reps { BLAS.sgemm(m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, transposeB: true, c: c.data, ldc: n) }
+        BLAS.withOpenBLASThreads(BLAS.threads) {
+            rate2048 { a, b, c, n in
+                BLAS.sgemm(m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, transposeB: true, c: c.data, ldc: n)
             }
         }
-        return 2 * Double(n * n * n) * Double(reps) / t / 1e9
     }
 
     /// Our packed-weight kernel on the same product, same policy (the weight packed once, untimed).
     func measurePackedGEMM() -> Double {
+        var packed: PackedWeight?
+        return rate2048 { a, b, c, n in
+            let w = packed ?? PackedWeight(b)
+            packed = w
+            Linear.forward(a.data, rows: n, inFeatures: n, weight: w, bias: nil, into: c.data)
+        }
+    }
+
+    /// GFLOP/s of `product` (C = A·Bᵀ, 2048³) under the policy above; its first call is the warm-up.
+    func rate2048(_ product: (Tensor, Tensor, Tensor, Int) -> Void) -> Double {
         let n = 2048
         let a = Tensor(zeros: [n, n]), b = Tensor(zeros: [n, n]), c = Tensor(zeros: [n, n])
         for i in 0..<a.count { a.data[i] = Float(i % 13) * 0.01; b.data[i] = Float(i % 7) * 0.01 }
-        let w = PackedWeight(b)
-        Linear.forward(a.data, rows: n, inFeatures: n, weight: w, bias: nil, into: c.data)
+        product(a, b, c, n)
         let reps = 4
-        let t = best(max(5, repeats)) {
-            for _ in 0..<reps { Linear.forward(a.data, rows: n, inFeatures: n, weight: w, bias: nil, into: c.data) }
-        }
+        let t = best(max(5, repeats)) { for _ in 0..<reps { product(a, b, c, n) } }
         return 2 * Double(n * n * n) * Double(reps) / t / 1e9
     }
 }
