@@ -28,13 +28,44 @@
 enum { MC_MAX = 384 };
 enum { F_ACCUM = 1, F_BIAS = 2 };
 
-typedef void (*kern_fn)(int kc, const float *a, const float *b, float *c, int ldc, int ncols, int flags,
+typedef void (*kern_fn)(int kc, const float *a, const void *b, float *c, int ldc, int ncols, int flags,
                         const float *bias);
 
 typedef struct {
     int nr, mr;
-    kern_fn k[9];   // k[r]: r rows, 1 ≤ r ≤ mr
+    kern_fn k[9];   // k[r]: r rows, 1 ≤ r ≤ mr, F32 panels
+    kern_fn kb[9];  // the same over BF16 panels, widened in registers (same sums, bit for bit)
 } impl_t;
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+// F32 → BF16, round to nearest even; NaN stays a (quiet) NaN.
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x0040u);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu, u;
+    if (e == 0x1F) u = sign | 0x7F800000u | (m << 13);
+    else if (e != 0) u = sign | ((e + 112) << 23) | (m << 13);
+    else {
+        float v = (float)m * 0x1p-24f;
+        memcpy(&u, &v, 4);
+        u |= sign;
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
 
 // Writes an r × nr tile t (row stride nr) to C: columns < ncols, with the flags.
 static inline void store_tile_scalar(int r, int nr, const float *t, float *c, int ldc, int ncols, int flags,
@@ -53,28 +84,36 @@ static inline void store_tile_scalar(int r, int nr, const float *t, float *c, in
 
 enum { PORT_MR = 4, PORT_NR = 16 };
 
-static inline __attribute__((always_inline)) void port_body(const int R, int kc, const float *a, const float *b,
-                                                            float *c, int ldc, int ncols, int flags,
+static inline __attribute__((always_inline)) void port_body(const int R, const int BF, int kc, const float *a,
+                                                            const void *b, float *c, int ldc, int ncols, int flags,
                                                             const float *bias) {
     float acc[PORT_MR][PORT_NR];
     memset(acc, 0, sizeof acc);
     for (int p = 0; p < kc; p++) {
+        float bv[PORT_NR];
+        for (int j = 0; j < PORT_NR; j++)
+            bv[j] = BF ? bf16_to_f32(((const uint16_t *)b)[p * PORT_NR + j]) : ((const float *)b)[p * PORT_NR + j];
         for (int i = 0; i < R; i++) {
             float av = a[p * PORT_MR + i];
-            for (int j = 0; j < PORT_NR; j++) acc[i][j] = __builtin_fmaf(av, b[p * PORT_NR + j], acc[i][j]);
+            for (int j = 0; j < PORT_NR; j++) acc[i][j] = __builtin_fmaf(av, bv[j], acc[i][j]);
         }
     }
     store_tile_scalar(R, PORT_NR, &acc[0][0], c, ldc, ncols, flags, bias);
 }
 
 #define PORT_K(R)                                                                                              \
-    static void port_k##R(int kc, const float *a, const float *b, float *c, int ldc, int ncols, int flags,     \
+    static void port_k##R(int kc, const float *a, const void *b, float *c, int ldc, int ncols, int flags,      \
                           const float *bias) {                                                                 \
-        port_body(R, kc, a, b, c, ldc, ncols, flags, bias);                                                    \
+        port_body(R, 0, kc, a, b, c, ldc, ncols, flags, bias);                                                 \
+    }                                                                                                          \
+    static void port_kb##R(int kc, const float *a, const void *b, float *c, int ldc, int ncols, int flags,     \
+                           const float *bias) {                                                                \
+        port_body(R, 1, kc, a, b, c, ldc, ncols, flags, bias);                                                 \
     }
 PORT_K(1) PORT_K(2) PORT_K(3) PORT_K(4)
 
-static const impl_t port_impl = {PORT_NR, PORT_MR, {0, port_k1, port_k2, port_k3, port_k4}};
+static const impl_t port_impl = {PORT_NR, PORT_MR, {0, port_k1, port_k2, port_k3, port_k4},
+                                 {0, port_kb1, port_kb2, port_kb3, port_kb4}};
 
 #ifdef PG_X86
 
@@ -83,12 +122,20 @@ static const impl_t port_impl = {PORT_NR, PORT_MR, {0, port_k1, port_k2, port_k3
 enum { AVX2_MR = 6, AVX2_NR = 16 };
 
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
-avx2_body(const int R, int kc, const float *a, const float *b, float *c, int ldc, int ncols, int flags,
+avx2_body(const int R, const int BF, int kc, const float *a, const void *b, float *c, int ldc, int ncols, int flags,
           const float *bias) {
     __m256 c0[AVX2_MR], c1[AVX2_MR];
     for (int i = 0; i < R; i++) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
     for (int p = 0; p < kc; p++) {
-        __m256 b0 = _mm256_loadu_ps(b + AVX2_NR * p), b1 = _mm256_loadu_ps(b + AVX2_NR * p + 8);
+        __m256 b0, b1;
+        if (BF) {  // 16 BF16 values: zero-extend to 32 bits and shift into the high half (exact)
+            const uint16_t *bh = (const uint16_t *)b + AVX2_NR * p;
+            b0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)bh)), 16));
+            b1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(bh + 8))), 16));
+        } else {
+            b0 = _mm256_loadu_ps((const float *)b + AVX2_NR * p);
+            b1 = _mm256_loadu_ps((const float *)b + AVX2_NR * p + 8);
+        }
         for (int i = 0; i < R; i++) {
             __m256 av = _mm256_broadcast_ss(a + AVX2_MR * p + i);
             c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
@@ -112,25 +159,38 @@ avx2_body(const int R, int kc, const float *a, const float *b, float *c, int ldc
 }
 
 #define AVX2_K(R)                                                                                              \
-    __attribute__((target("avx2,fma"))) static void avx2_k##R(int kc, const float *a, const float *b, float *c, \
+    __attribute__((target("avx2,fma"))) static void avx2_k##R(int kc, const float *a, const void *b, float *c,  \
                                                               int ldc, int ncols, int flags, const float *bias) { \
-        avx2_body(R, kc, a, b, c, ldc, ncols, flags, bias);                                                    \
+        avx2_body(R, 0, kc, a, b, c, ldc, ncols, flags, bias);                                                 \
+    }                                                                                                          \
+    __attribute__((target("avx2,fma"))) static void avx2_kb##R(int kc, const float *a, const void *b, float *c, \
+                                                               int ldc, int ncols, int flags, const float *bias) { \
+        avx2_body(R, 1, kc, a, b, c, ldc, ncols, flags, bias);                                                 \
     }
 AVX2_K(1) AVX2_K(2) AVX2_K(3) AVX2_K(4) AVX2_K(5) AVX2_K(6)
 
-static const impl_t avx2_impl = {AVX2_NR, AVX2_MR, {0, avx2_k1, avx2_k2, avx2_k3, avx2_k4, avx2_k5, avx2_k6}};
+static const impl_t avx2_impl = {AVX2_NR, AVX2_MR, {0, avx2_k1, avx2_k2, avx2_k3, avx2_k4, avx2_k5, avx2_k6},
+                                 {0, avx2_kb1, avx2_kb2, avx2_kb3, avx2_kb4, avx2_kb5, avx2_kb6}};
 
 // MARK: AVX-512F kernel: 8 × 32 (16 accumulators; B in 2 zmm, A broadcast from memory into each FMA).
 
 enum { AVX512_MR = 8, AVX512_NR = 32 };
 
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
-avx512_body(const int R, int kc, const float *a, const float *b, float *c, int ldc, int ncols, int flags,
-            const float *bias) {
+avx512_body(const int R, const int BF, int kc, const float *a, const void *b, float *c, int ldc, int ncols,
+            int flags, const float *bias) {
     __m512 c0[AVX512_MR], c1[AVX512_MR];
     for (int i = 0; i < R; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
     for (int p = 0; p < kc; p++) {
-        __m512 b0 = _mm512_loadu_ps(b + AVX512_NR * p), b1 = _mm512_loadu_ps(b + AVX512_NR * p + 16);
+        __m512 b0, b1;
+        if (BF) {  // 32 BF16 values: zero-extend to 32 bits and shift into the high half (exact)
+            const uint16_t *bh = (const uint16_t *)b + AVX512_NR * p;
+            b0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)bh)), 16));
+            b1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(bh + 16))), 16));
+        } else {
+            b0 = _mm512_loadu_ps((const float *)b + AVX512_NR * p);
+            b1 = _mm512_loadu_ps((const float *)b + AVX512_NR * p + 16);
+        }
         for (int i = 0; i < R; i++) {
             __m512 av = _mm512_set1_ps(a[AVX512_MR * p + i]);
             c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
@@ -154,15 +214,21 @@ avx512_body(const int R, int kc, const float *a, const float *b, float *c, int l
 }
 
 #define AVX512_K(R)                                                                                            \
-    __attribute__((target("avx512f"))) static void avx512_k##R(int kc, const float *a, const float *b, float *c, \
+    __attribute__((target("avx512f"))) static void avx512_k##R(int kc, const float *a, const void *b, float *c,  \
                                                                int ldc, int ncols, int flags, const float *bias) { \
-        avx512_body(R, kc, a, b, c, ldc, ncols, flags, bias);                                                  \
+        avx512_body(R, 0, kc, a, b, c, ldc, ncols, flags, bias);                                               \
+    }                                                                                                          \
+    __attribute__((target("avx512f"))) static void avx512_kb##R(int kc, const float *a, const void *b, float *c, \
+                                                                int ldc, int ncols, int flags, const float *bias) { \
+        avx512_body(R, 1, kc, a, b, c, ldc, ncols, flags, bias);                                               \
     }
 AVX512_K(1) AVX512_K(2) AVX512_K(3) AVX512_K(4) AVX512_K(5) AVX512_K(6) AVX512_K(7) AVX512_K(8)
 
 static const impl_t avx512_impl = {AVX512_NR, AVX512_MR,
                                    {0, avx512_k1, avx512_k2, avx512_k3, avx512_k4, avx512_k5, avx512_k6,
-                                    avx512_k7, avx512_k8}};
+                                    avx512_k7, avx512_k8},
+                                   {0, avx512_kb1, avx512_kb2, avx512_kb3, avx512_kb4, avx512_kb5, avx512_kb6,
+                                    avx512_kb7, avx512_kb8}};
 
 // CPUID / XGETBV: the CPU has the instructions and the OS saves their registers.
 static void cpuid(unsigned leaf, unsigned sub, unsigned r[4]) {
@@ -273,10 +339,84 @@ static float *a_buffer(size_t count) {
     return tl_buffer;
 }
 
+size_t pg_gemm_packed_bytes(int kind, int wtype, int n, int k) {
+    return pg_gemm_packed_count(kind, n, k) * (wtype == PG_BF16 ? 2 : 4);
+}
+
+// Reads element q of a source row of type stype as F32.
+static inline float src_f32(int stype, const void *row, int q) {
+    uint16_t h;
+    switch (stype) {
+    case PG_BF16: memcpy(&h, (const char *)row + 2 * (size_t)q, 2); return bf16_to_f32(h);
+    case PG_F16: memcpy(&h, (const char *)row + 2 * (size_t)q, 2); return f16_to_f32(h);
+    default: { float f; memcpy(&f, (const char *)row + 4 * (size_t)q, 4); return f; }
+    }
+}
+
+void pg_gemm_pack_rows(int kind, int wtype, int stype, const void *src, size_t ldw, int k, int row_lo, int row_hi,
+                       void *packed) {
+    const int nr = impl_of(kind)->nr;
+    const size_t esz = stype == PG_F32 ? 4 : 2;
+    enum { KB = 64 };  // k block: the panel's KB × NR destination block stays in L1
+    for (int r0 = row_lo; r0 < row_hi;) {
+        const int p = r0 / nr, r1 = (p + 1) * nr < row_hi ? (p + 1) * nr : row_hi;
+        for (int q0 = 0; q0 < k; q0 += KB) {
+            const int q1 = q0 + KB < k ? q0 + KB : k;
+            for (int r = r0; r < r1; r++) {
+                const void *row = (const char *)src + (size_t)(r - row_lo) * ldw * esz;
+                const size_t base = (size_t)p * k * nr + (size_t)(r - p * nr);
+                if (wtype == PG_BF16) {
+                    uint16_t *dst = (uint16_t *)packed + base;
+                    if (stype == PG_BF16) {
+                        for (int q = q0; q < q1; q++) memcpy(dst + (size_t)q * nr, (const char *)row + 2 * (size_t)q, 2);
+                    } else {
+                        for (int q = q0; q < q1; q++) dst[(size_t)q * nr] = f32_to_bf16(src_f32(stype, row, q));
+                    }
+                } else {
+                    float *dst = (float *)packed + base;
+                    for (int q = q0; q < q1; q++) dst[(size_t)q * nr] = src_f32(stype, row, q);
+                }
+            }
+        }
+        r0 = r1;
+    }
+}
+
+void pg_gemm_pack_pad(int kind, int wtype, int n, int k, void *packed) {
+    const int nr = impl_of(kind)->nr;
+    const int p = n / nr, first = n % nr;
+    if (first == 0) return;
+    const size_t esz = wtype == PG_BF16 ? 2 : 4;
+    for (int q = 0; q < k; q++)
+        memset((char *)packed + (((size_t)p * k + q) * nr + first) * esz, 0, (size_t)(nr - first) * esz);
+}
+
+void pg_gemm_packed_row(int kind, int wtype, int n, int k, const void *packed, int j, float scale, float *dst) {
+    (void)n;
+    const int nr = impl_of(kind)->nr;
+    const size_t base = (size_t)(j / nr) * k * nr + (size_t)(j % nr);
+    if (wtype == PG_BF16) {
+        const uint16_t *s = (const uint16_t *)packed + base;
+        for (int q = 0; q < k; q++) dst[q] = bf16_to_f32(s[(size_t)q * nr]) * scale;
+    } else {
+        const float *s = (const float *)packed + base;
+        for (int q = 0; q < k; q++) dst[q] = s[(size_t)q * nr] * scale;
+    }
+}
+
+// One F32 copy of a BF16 micro-panel per thread, when several row panels reuse it.
+static _Thread_local float tl_bpanel[KC_MAX * 32];
+
 void pg_gemm_packed(int kind, int m, int n, int k, const float *a, int lda, const float *packed,
                     const float *bias, float *c, int ldc, int panel_lo, int panel_hi) {
+    pg_gemm_packed_w(kind, PG_F32, m, n, k, a, lda, packed, bias, c, ldc, panel_lo, panel_hi);
+}
+
+void pg_gemm_packed_w(int kind, int wtype, int m, int n, int k, const float *a, int lda, const void *packed,
+                      const float *bias, float *c, int ldc, int panel_lo, int panel_hi) {
     const impl_t *im = impl_of(kind);
     const int nr = im->nr, mr = im->mr;
+    const int bf = wtype == PG_BF16;
     if (m <= 0 || panel_lo >= panel_hi) return;
     if (k == 0) {
         for (int p = panel_lo; p < panel_hi; p++) {
@@ -310,12 +450,22 @@ void pg_gemm_packed(int kind, int m, int n, int k, const float *a, int lda, cons
                     }
                 }
                 for (int jp = jc; jp < jcEnd; jp++) {
-                    const float *bp = packed + ((size_t)jp * k + pc) * nr;
+                    const size_t off = ((size_t)jp * k + pc) * nr;
+                    const void *bp = bf ? (const void *)((const uint16_t *)packed + off) : (const void *)((const float *)packed + off);
+                    const kern_fn *kern = im->k;
+                    if (bf && mc > mr) {
+                        // Several row panels share this micro-panel: widen it once (exact), then the F32 kernel.
+                        const uint16_t *h = (const uint16_t *)bp;
+                        for (size_t q = 0; q < (size_t)kc * nr; q++) tl_bpanel[q] = bf16_to_f32(h[q]);
+                        bp = tl_bpanel;
+                    } else if (bf) {
+                        kern = im->kb;
+                    }
                     const int j0 = jp * nr, cols = n - j0 < nr ? n - j0 : nr;
                     const float *bb = bias ? bias + j0 : NULL;
                     for (int ir = 0; ir < mc; ir += mr) {
                         const int r = mc - ir < mr ? mc - ir : mr;
-                        im->k[r](kc, abuf + (size_t)ir * kc, bp, c + (size_t)(ic + ir) * ldc + j0, ldc, cols, flags, bb);
+                        kern[r](kc, abuf + (size_t)ir * kc, bp, c + (size_t)(ic + ir) * ldc + j0, ldc, cols, flags, bb);
                     }
                 }
             }

@@ -26,7 +26,7 @@ public final class RunStats: @unchecked Sendable {
     private var skippedCount: Int
     private var prefill = 0
     private var decode = 0
-    private var roleTimes: [(String, Double, Double)] = []
+    private var roleTimes: [(String, RoleStats)] = []
 
     /// `skipped`: records already done by an earlier run (resume).
     public init(skipped: Int = 0, startedAt: Date = Date(), clock: @escaping () -> Double = monotonicSeconds) {
@@ -48,7 +48,12 @@ public final class RunStats: @unchecked Sendable {
     /// Busy and idle seconds per rank or stage, e.g. ["stage 0 of replica 0": (busy: 12.5, idle: 1.5)].
     /// Written sorted by name.
     public func setRoles(_ roles: [String: (busy: Double, idle: Double)]) {
-        let sorted = roles.map { ($0.key, $0.value.busy, $0.value.idle) }.sorted { $0.0 < $1.0 }
+        setRoles(roles.mapValues { RoleStats(busy: $0.busy, idle: $0.idle) })
+    }
+
+    /// Per rank: busy/idle seconds, and what its loading cost (written when known).
+    public func setRoles(_ roles: [String: RoleStats]) {
+        let sorted = roles.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 }
         lock.locked { roleTimes = sorted }
     }
 
@@ -82,6 +87,7 @@ public final class RunStats: @unchecked Sendable {
                 ("outcome", .string(outcomeText)),
             ] + outcomeDetails + [
                 ("wall_s", .double(wall, decimals: 3)),
+            ] + loadFields + [
                 ("records", .object([
                     ("ok", .int(okCount)),
                     ("error", .int(errorCount)),
@@ -93,21 +99,48 @@ public final class RunStats: @unchecked Sendable {
                 ("decode_tokens", .int(decode)),
                 ("prefill_tokens_per_s", rate(prefill)),
                 ("decode_tokens_per_s", rate(decode)),
-                ("roles", .object(roleTimes.map { name, busy, idle in
-                    let total = busy + idle
-                    return (name, .object([
-                        ("busy_s", .double(busy, decimals: 3)),
-                        ("idle_s", .double(idle, decimals: 3)),
-                        ("busy_fraction", total > 0 ? .double(busy / total, decimals: 4) : .null),
-                    ]))
+                ("roles", .object(roleTimes.map { name, r in
+                    let total = r.busy + r.idle
+                    var fields: [(String, JSONValue)] = [
+                        ("busy_s", .double(r.busy, decimals: 3)),
+                        ("idle_s", .double(r.idle, decimals: 3)),
+                        ("busy_fraction", total > 0 ? .double(r.busy / total, decimals: 4) : .null),
+                    ]
+                    if let l = r.loadSeconds { fields.append(("load_s", .double(l, decimals: 3))) }
+                    if let w = r.weightBytes { fields.append(("weight_bytes", .int(w))) }
+                    if let p = r.peakRSSBytes { fields.append(("peak_rss_bytes", .int(p))) }
+                    return (name, .object(fields))
                 })),
             ])
         }
+    }
+
+    /// `load_s`: the longest any rank took to load its weights (the job's start-up), when known.
+    private var loadFields: [(String, JSONValue)] {
+        let loads = roleTimes.compactMap(\.1.loadSeconds)
+        return loads.isEmpty ? [] : [("load_s", .double(loads.max()!, decimals: 3))]
     }
 
     /// Writes stats.json atomically; `url` is the file or the output directory.
     public func write(to url: URL) throws {
         let file = DurableFile.isDirectory(url) ? url.appendingPathComponent(RunStats.fileName) : url
         try DurableFile.replace(file, with: json.prettyEncoded() + "\n")
+    }
+}
+
+/// One rank's line in stats.json's `roles`.
+public struct RoleStats: Sendable, Equatable {
+    public var busy: Double
+    public var idle: Double
+    /// Seconds it took to load (and pack) the rank's weights.
+    public var loadSeconds: Double?
+    /// Bytes of packed matrices the rank holds.
+    public var weightBytes: Int?
+    /// The rank's process's peak resident memory (VmHWM; one process holds every role at np 1).
+    public var peakRSSBytes: Int?
+
+    public init(busy: Double, idle: Double, loadSeconds: Double? = nil, weightBytes: Int? = nil, peakRSSBytes: Int? = nil) {
+        self.busy = busy; self.idle = idle
+        self.loadSeconds = loadSeconds; self.weightBytes = weightBytes; self.peakRSSBytes = peakRSSBytes
     }
 }

@@ -3,6 +3,7 @@
 // processor's image settings. Loading checks every piece and says what is missing.
 import Foundation
 import PaliModels
+import PaliTensor
 import PaliTokenizer
 import PaliWeights
 
@@ -68,11 +69,21 @@ public final class ModelBundle: @unchecked Sendable {
         stopIDs = Set(configuration.eosTokenIds.isEmpty ? [hyper.eosID] : configuration.eosTokenIds)
     }
 
-    /// Loads the weights (memory-mapped) and builds the model; fails on any missing, misshapen or
-    /// unused tensor.
-    public func loadModel() throws -> PaliGemmaModel {
+    /// Loads the weights (memory-mapped, packed in pieces) and builds the model; fails on any missing,
+    /// misshapen or unused tensor. `weights` picks the precision matrices are kept at (`--weights`).
+    /// `progressLabel`, when given, starts the lines of a progress report on stderr (slow loads only).
+    public func loadModel(weights: WeightsMode = .auto, kernel: GEMMKernel = .best,
+                          progressLabel: String? = nil) throws -> PaliGemmaModel {
         let checkpoint = try Checkpoint(directory: directory)
+        checkpoint.weightsMode = weights
+        checkpoint.gemmKernel = kernel
+        let progress = progressLabel.map { LoadProgress(label: $0, totalBytes: checkpoint.byteCount { _ in true }) }
+        if let progress {
+            checkpoint.progress = { progress.add($0) }
+            progress.start()
+        }
         let model = try PaliGemmaModel(hyper: hyper, weights: checkpoint)
+        progress?.finish(holding: model.packedBytes)
         try checkpoint.verifyAllUsed()
         return model
     }

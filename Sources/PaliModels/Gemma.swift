@@ -50,7 +50,7 @@ public final class GemmaDecoder: @unchecked Sendable {
         layers = try layerRange.map { i in
             let p = TensorName.decoderLayer(i)
             func t(_ n: String, _ s: [Int]) throws -> Tensor { try weights.tensor(p + n, shape: s) }
-            func w(_ n: String, _ s: [Int]) throws -> PackedWeight { PackedWeight(try t(n, s)) }
+            func w(_ n: String, _ s: [Int]) throws -> PackedWeight { try weights.packed(p + n, shape: s) }
             return Layer(
                 inputNorm: try t("input_layernorm.weight", [d]),
                 q: try w("self_attn.q_proj.weight", [h.queryWidth, d]),
@@ -65,8 +65,15 @@ public final class GemmaDecoder: @unchecked Sendable {
                 down: try w("mlp.down_proj.weight", [d, f]))
         }
         embedding = (embed || head)
-            ? PackedWeight(try weights.tensor("\(TensorName.decoder)embed_tokens.weight", shape: [h.vocabSize, d])) : nil
+            ? try weights.packed("\(TensorName.decoder)embed_tokens.weight", shape: [h.vocabSize, d]) : nil
         finalNorm = head ? try weights.tensor("\(TensorName.decoder)norm.weight", shape: [d]) : nil
+    }
+
+    /// Bytes of the packed matrices held (layers, and the tied embedding / LM head when held).
+    public var packedBytes: Int {
+        (embedding?.byteCount ?? 0) + layers.reduce(0) { total, l in
+            total + [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].reduce(0) { $0 + $1.byteCount }
+        }
     }
 
     /// A cache sized for this decoder's layers.

@@ -36,6 +36,9 @@ public final class PaliGemmaModel: @unchecked Sendable {
                                    weights: weights)
     }
 
+    /// Bytes of the packed matrices held.
+    public var packedBytes: Int { vision.packedBytes + projector.packedBytes + decoder.packedBytes }
+
     /// pixel values [B, 3, S, S] → image features [B, N, D] (projector output, unscaled).
     public func imageFeatures(_ pixels: Tensor) -> Tensor {
         projector(vision(pixels))

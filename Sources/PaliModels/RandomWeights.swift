@@ -5,6 +5,8 @@ import PaliTensor
 public final class RandomWeights: WeightSource {
     var state: UInt64
     let scale: Float
+    /// How packed matrices are kept (`bench --weights`): BF16 rounds the random values at packing.
+    public var weightsMode: WeightsMode = .auto
 
     public init(seed: UInt64 = 0, scale: Float = 0.02) {
         state = seed &+ 0x1234_5678

@@ -29,21 +29,20 @@ public final class SiglipVisionTower: @unchecked Sendable {
     public init(hyper h: VisionHyperparameters, weights: WeightSource) throws {
         hyper = h
         let p = TensorName.vision, d = h.width, f = h.mlpWidth
-        patchWeight = PackedWeight(try weights.tensor("\(p)embeddings.patch_embedding.weight", shape: [d, 3, h.patchSize, h.patchSize])
-            .reshaped([d, h.patchInputs]))
+        patchWeight = try weights.packed("\(p)embeddings.patch_embedding.weight", shape: [d, 3, h.patchSize, h.patchSize])
         patchBias = try weights.tensor("\(p)embeddings.patch_embedding.bias", shape: [d])
         positions = try weights.tensor("\(p)embeddings.position_embedding.weight", shape: [h.tokens, d])
         layers = try (0..<h.layers).map { i in
             let l = TensorName.visionLayer(i)
             func t(_ n: String, _ s: [Int]) throws -> Tensor { try weights.tensor(l + n, shape: s) }
-            func w(_ n: String, _ s: [Int]) throws -> PackedWeight { PackedWeight(try t(n, s)) }
-            let qkv = [try t("self_attn.q_proj.weight", [d, d]), try t("self_attn.k_proj.weight", [d, d]),
-                       try t("self_attn.v_proj.weight", [d, d])]
+            func w(_ n: String, _ s: [Int]) throws -> PackedWeight { try weights.packed(l + n, shape: s) }
+            let qkv = try weights.packed([(l + "self_attn.q_proj.weight", [d, d]), (l + "self_attn.k_proj.weight", [d, d]),
+                                          (l + "self_attn.v_proj.weight", [d, d])])
             let qkvBias = [try t("self_attn.q_proj.bias", [d]), try t("self_attn.k_proj.bias", [d]),
                            try t("self_attn.v_proj.bias", [d])]
             return Layer(
                 ln1w: try t("layer_norm1.weight", [d]), ln1b: try t("layer_norm1.bias", [d]),
-                qkvw: PackedWeight(Tensor.concatenatingRows(qkv)), qkvb: Tensor.concatenatingRows(qkvBias),
+                qkvw: qkv, qkvb: Tensor.concatenatingRows(qkvBias),
                 ow: try w("self_attn.out_proj.weight", [d, d]), ob: try t("self_attn.out_proj.bias", [d]),
                 ln2w: try t("layer_norm2.weight", [d]), ln2b: try t("layer_norm2.bias", [d]),
                 fc1w: try w("mlp.fc1.weight", [f, d]), fc1b: try t("mlp.fc1.bias", [f]),
@@ -51,6 +50,11 @@ public final class SiglipVisionTower: @unchecked Sendable {
         }
         postLNWeight = try weights.tensor("\(p)post_layernorm.weight", shape: [d])
         postLNBias = try weights.tensor("\(p)post_layernorm.bias", shape: [d])
+    }
+
+    /// Bytes of the packed matrices held (the bulk of the tower's memory).
+    public var packedBytes: Int {
+        patchWeight.byteCount + layers.reduce(0) { $0 + $1.qkvw.byteCount + $1.ow.byteCount + $1.fc1w.byteCount + $1.fc2w.byteCount }
     }
 
     /// pixel values [B, 3, S, S] → last_hidden_state [B, N, D] (after post_layernorm).
@@ -132,9 +136,10 @@ public final class Projector: @unchecked Sendable {
     let weight: PackedWeight
     let bias: Tensor
     public init(visionWidth: Int, textWidth: Int, weights: WeightSource) throws {
-        weight = PackedWeight(try weights.tensor("\(TensorName.projector)weight", shape: [textWidth, visionWidth]))
+        weight = try weights.packed("\(TensorName.projector)weight", shape: [textWidth, visionWidth])
         bias = try weights.tensor("\(TensorName.projector)bias", shape: [textWidth])
     }
+    public var packedBytes: Int { weight.byteCount }
     /// [B, N, Dv] → [B, N, D]
     public func callAsFunction(_ x: Tensor) -> Tensor { Linear.forward(x, weight: weight, bias: bias) }
 }

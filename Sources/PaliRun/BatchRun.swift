@@ -33,6 +33,8 @@ public struct RunConfiguration: Sendable {
     /// (SigLIP is ~1/10 of a job's FLOPs), so on a shared machine the decoder ranks deserve the cores.
     public var visionThreads: Int?
     public var peerTimeout = 20.0
+    /// Precision matrices are kept at (`--weights`).
+    public var weights = WeightsMode.auto
     public var heartbeatInterval = 2.0
     public var maskDecoder: URL?
     /// Resume even when result-affecting settings differ from the run.json already in the directory.
@@ -172,6 +174,22 @@ public enum BatchRun {
 
     // MARK: roles
 
+    /// Opens the checkpoint and builds a role's model from it (`make`), with `--weights`, a progress line
+    /// when loading is slow, and the load time in the rank's stats. `include` picks the tensors the
+    /// role reads (for the progress total only: the role's model reads just those).
+    static func loading<W>(_ context: RankContext, _ config: RunConfiguration, include: (String) -> Bool,
+                           _ make: (Checkpoint) throws -> W) throws -> W {
+        let checkpoint = try Checkpoint(directory: config.modelDirectory)
+        checkpoint.weightsMode = config.weights
+        let progress = LoadProgress(label: "paligemma run: rank \(context.rank) (\(context.role))",
+                                    totalBytes: checkpoint.byteCount(where: include))
+        checkpoint.progress = { progress.add($0) }
+        progress.start()
+        let made = try make(checkpoint)
+        context.loadSeconds = progress.finish()
+        return made
+    }
+
     static func runRole(transport: Transport, layout: Layout, stagePlan: StagePlan, bundle: ModelBundle,
                         config: RunConfiguration) -> Int32 {
         let rank = transport.rank
@@ -193,15 +211,22 @@ public enum BatchRun {
                 return try coordinator.run()
             case .vision:
                 if transport is MPITransport, let t = config.visionThreads { BLAS.threads = t }
-                let checkpoint = try Checkpoint(directory: config.modelDirectory)
-                let worker = try VisionWorker(context: context, bundle: bundle, checkpoint: checkpoint,
-                                              maxPixels: config.maxPixels, visionBatch: config.visionBatch)
+                let worker = try loading(context, config, include: { TensorNames.isVision($0) }) { checkpoint in
+                    try VisionWorker(context: context, bundle: bundle, checkpoint: checkpoint,
+                                     maxPixels: config.maxPixels, visionBatch: config.visionBatch)
+                }
+                context.weightBytes = worker.tower.packedBytes + worker.projector.packedBytes
                 try worker.run()
             case .stage(_, let index):
-                let checkpoint = try Checkpoint(directory: config.modelDirectory)
-                let worker = try StageWorker(context: context, bundle: bundle, checkpoint: checkpoint,
-                                             layers: stagePlan.ranges[index], microBatchSize: config.microBatchSize,
-                                             microBatches: config.microBatches ?? layout.stages)
+                let layers = stagePlan.ranges[index], withEmbedding = index == 0 || index == layout.stages - 1
+                let worker = try loading(context, config, include: {
+                    TensorNames.decoderLayer(of: $0).map(layers.contains) ?? (withEmbedding && TensorNames.isEmbedding($0))
+                }) { checkpoint in
+                    try StageWorker(context: context, bundle: bundle, checkpoint: checkpoint,
+                                    layers: layers, microBatchSize: config.microBatchSize,
+                                    microBatches: config.microBatches ?? layout.stages)
+                }
+                context.weightBytes = worker.decoder.packedBytes
                 try worker.run()
             }
             try transport.flush()

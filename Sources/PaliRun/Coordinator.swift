@@ -269,11 +269,13 @@ final class Coordinator {
     /// Writes stats.json: `outcome` is "complete", "interrupted" (with `signal`) or "failed" (with
     /// `error`); `extra` fields follow `outcome`.
     private func writeStats(outcome: String, extra: [(String, JSONValue)] = []) throws {
-        var roles: [String: (busy: Double, idle: Double)] = [:]
+        var roles: [String: RoleStats] = [:]
         for rank in 1..<layout.worldSize {
             let values = workerStats[rank] ?? [:]
-            roles[String(format: "rank %03d: %@", rank, "\(layout.role(of: rank))")] =
-                (values["busy_seconds"] ?? 0, values["idle_seconds"] ?? 0)
+            roles[String(format: "rank %03d: %@", rank, "\(layout.role(of: rank))")] = RoleStats(
+                busy: values["busy_seconds"] ?? 0, idle: values["idle_seconds"] ?? 0,
+                loadSeconds: values["load_seconds"], weightBytes: values["weight_bytes"].map { Int($0) },
+                peakRSSBytes: values["peak_rss_bytes"].map { Int($0) })
         }
         stats.setRoles(roles)
         stats.finish(outcome: outcome, details: extra)

@@ -1,6 +1,7 @@
 // What every rank of a batch run shares: its transport, its role, a heartbeat to the peers that watch
 // it, a watch on the peers it depends on, and clocks of busy and idle time for stats.json.
 import Foundation
+import PaliBatch
 import PaliPipeline
 
 final class RankContext {
@@ -17,6 +18,9 @@ final class RankContext {
     private(set) var busySeconds = 0.0
     private(set) var idleSeconds = 0.0
     private var statsSequence: Int64 = 0
+    /// Seconds this rank spent loading its weights, and the bytes of packed matrices it holds.
+    var loadSeconds = 0.0
+    var weightBytes = 0
     let started = MonotonicClock.now()
 
     init(transport: Transport, layout: Layout, watching peers: [Int], heartbeatTargets: [Int],
@@ -102,6 +106,9 @@ final class RankContext {
         all["busy_seconds"] = busySeconds
         all["idle_seconds"] = idleSeconds
         all["wall_seconds"] = MonotonicClock.now() - started
+        all["load_seconds"] = loadSeconds
+        all["weight_bytes"] = Double(weightBytes)
+        if let peak = ProcessMemory.peakResidentBytes { all["peak_rss_bytes"] = Double(peak) }
         statsSequence += 1
         try transport.send(StatsMessage(sequence: statsSequence, isFinal: true, values: all), to: 0)
     }

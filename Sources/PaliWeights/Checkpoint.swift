@@ -30,6 +30,14 @@ public final class Checkpoint: @unchecked Sendable {
     private let locations: [String: Location]
     private let lock = NSLock()
     private var used = Set<String>()
+    private var bytesLoaded = 0
+
+    /// How matrices are kept when a model packs them (`--weights`); auto keeps the file's precision.
+    public var weightsMode: WeightsMode = .auto
+    /// The micro-kernel family matrices are packed for.
+    public var gemmKernel: GEMMKernel = .best
+    /// Told the bytes of each matrix piece packed (load progress), from the loading thread.
+    public var progress: (@Sendable (Int) -> Void)?
 
     /// Opens the checkpoint in `directory` (layouts above).
     public convenience init(directory: URL) throws {
@@ -196,6 +204,32 @@ public final class Checkpoint: @unchecked Sendable {
         markUsed(canonical)
         return t
     }
+
+    /// The rows of matrix `name` (which must have exactly `expected` shape) for packing in pieces whose
+    /// file pages are released as packing goes (`SafetensorsFile.matrixRows`). Marks it used.
+    public func matrix(_ name: String, shape expected: [Int]) throws -> MatrixRows {
+        let canonical = TensorNames.canonical(name)
+        guard let location = locations[canonical], let info = location.file.info(location.diskName) else {
+            throw WeightsError.tensorNotFound(path: directory.path, tensor: canonical)
+        }
+        guard info.shape == expected else {
+            throw WeightsError.shapeMismatch(path: location.file.path, tensor: canonical, expected: expected, actual: info.shape)
+        }
+        let rows = try location.file.matrixRows(location.diskName)
+        markUsed(canonical)
+        return rows
+    }
+
+    /// Called by model code with the source bytes of each matrix piece packed.
+    public func loaded(bytes: Int) {
+        lock.lock()
+        bytesLoaded += bytes
+        lock.unlock()
+        progress?(bytes)
+    }
+
+    /// Source bytes of matrices packed so far.
+    public var matrixBytesLoaded: Int { lock.lock(); defer { lock.unlock() }; return bytesLoaded }
 
     /// Records `name` as used without loading it (e.g. a tied copy checked or deliberately skipped).
     public func markUsed(_ name: String) {

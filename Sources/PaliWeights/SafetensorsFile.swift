@@ -11,6 +11,9 @@
 // F32 tensors whose bytes are 4-byte aligned are handed out in place (borrowed storage that
 // keeps the mapping alive); others, and F16/BF16/F64, are converted into new storage.
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import PaliTensor
 
 /// One tensor's header entry.
@@ -211,6 +214,27 @@ public final class SafetensorsFile: @unchecked Sendable {
         return Tensor(shape: info.shape, storage: storage)
     }
 
+    /// The rows of a floating-point tensor [N, ...] (N = shape[0], rows of the remaining elements), read
+    /// in pieces for packing: each piece's pages are read ahead before and released from this
+    /// process's memory after (madvise), so packing never keeps the file resident. F64 is converted
+    /// whole (no model ships it).
+    public func matrixRows(_ name: String) throws -> MatrixRows {
+        let info = try entry(name)
+        let element: SourceElement
+        switch info.dtype {
+        case .f32: element = .f32
+        case .bf16: element = .bf16
+        case .f16: element = .f16
+        case .f64: return TensorRows(try tensor(name))
+        default:
+            throw WeightsError.dtypeMismatch(path: path, tensor: name, dtype: info.dtype.rawValue,
+                                             expected: "a floating-point dtype (F32, F16, BF16, F64)")
+        }
+        let rows = info.shape.first ?? 1
+        let columns = info.shape.count <= 1 ? 1 : info.shape.dropFirst().reduce(1, *)
+        return FileMatrixRows(file: self, start: address(of: info), rowCount: rows, columnCount: columns, element: element)
+    }
+
     /// The elements of an I64 (or, widened, I32) tensor, row-major.
     public func int64s(_ name: String) throws -> [Int64] {
         let info = try entry(name)
@@ -247,6 +271,32 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// Whether `tensor`'s storage points into this file's mapping (i.e. it was handed out in place).
     public func isMapped(_ tensor: Tensor) -> Bool {
         mapping.contains(UnsafeRawPointer(tensor.data))
+    }
+}
+
+/// Rows of a tensor inside a mapped safetensors file (see `SafetensorsFile.matrixRows`).
+struct FileMatrixRows: MatrixRows {
+    let file: SafetensorsFile   // keeps the mapping alive
+    let start: UnsafeRawPointer?
+    let rowCount: Int
+    let columnCount: Int
+    let element: SourceElement
+
+    func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) rethrows {
+        guard let start, !rows.isEmpty, columnCount > 0 else { return }
+        let rowBytes = columnCount * element.byteSize
+        let first = start + rows.lowerBound * rowBytes, bytes = rows.count * rowBytes
+        let page = Int(getpagesize())
+        let lo = Int(bitPattern: first) / page * page
+        let hi = (Int(bitPattern: first) + bytes + page - 1) / page * page
+        let region = UnsafeMutableRawPointer(bitPattern: lo)!
+        #if os(Linux)
+        // Map the piece's pages in one call (MADV_POPULATE_READ, Linux 5.14) rather than fault by fault;
+        // older kernels refuse it and the pages fault in as they are read.
+        if madvise(region, hi - lo, 22 /* MADV_POPULATE_READ */) != 0 { _ = madvise(region, hi - lo, MADV_WILLNEED) }
+        #endif
+        defer { _ = madvise(region, hi - lo, MADV_DONTNEED) }   // back to the page cache only
+        try body(UnsafeRawPointer(first))
     }
 }
 

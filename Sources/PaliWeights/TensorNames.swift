@@ -19,6 +19,23 @@ public enum TensorNames {
     public static let decoder = "language_model.model."
     public static let lmHead = "language_model.lm_head.weight"
 
+    /// Whether a canonical name belongs to the vision rank's part (SigLIP and the projector).
+    public static func isVision(_ canonical: String) -> Bool {
+        canonical.hasPrefix(vision) || canonical.hasPrefix(projector)
+    }
+
+    /// The decoder layer a canonical name belongs to, if any.
+    public static func decoderLayer(of canonical: String) -> Int? {
+        let prefix = decoder + "layers."
+        guard canonical.hasPrefix(prefix) else { return nil }
+        return Int(canonical.dropFirst(prefix.count).prefix { $0 != "." })
+    }
+
+    /// The tied embedding / LM head matrix (or the final norm, held with it by the last stage).
+    public static func isEmbedding(_ canonical: String) -> Bool {
+        canonical == decoder + "embed_tokens.weight" || canonical == decoder + "norm.weight"
+    }
+
     /// Tensors a checkpoint may carry that a model with tied embeddings does not read.
     public static let optionalTiedCopies: Set<String> = [lmHead]
 

@@ -19,6 +19,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Decode steps to time.") var decodeSteps: Int = 8
     @Option(help: "Images in the batched vision measurement.") var visionBatch: Int = 4
     @Option(help: "BLAS threads (default: OpenBLAS's choice).") var threads: Int?
+    @Option(help: "Precision matrices are kept at: auto or f32 (random weights are f32), or bf16.")
+    var weights: WeightsMode = .auto
     @Option(help: "Timed runs of each phase after its warm-up; the fastest counts (background load only ever slows a run down).")
     var repeats: Int = 3
 
@@ -34,7 +36,9 @@ struct BenchCommand: ParsableCommand {
         let sgemm = max(openblas, packed)
         log("sgemm 2048³: OpenBLAS \(String(format: "%.1f", openblas)) GFLOP/s, packed \(GEMMKernel.best) kernel "
             + "\(String(format: "%.1f", packed)) GFLOP/s; making random weights…")
-        let model = try PaliGemmaModel(hyper: hyper, weights: RandomWeights(seed: 1))
+        let random = RandomWeights(seed: 1)
+        random.weightsMode = weights
+        let model = try PaliGemmaModel(hyper: hyper, weights: random)
         let gen = Generator(model: model)
         let v = hyper.vision, d = hyper.decoder
         let s = v.imageSize
@@ -89,6 +93,7 @@ struct BenchCommand: ParsableCommand {
         let report: [String: Any] = [
             "preset": preset, "vision_layers": v.layers, "text_layers": d.layers,
             "blas_threads": BLAS.threads,
+            "weights": weights == .bf16 ? "bf16" : "f32",
             "repeats": n,
             "sgemm_gflops": round1(sgemm),
             "openblas_sgemm_gflops": round1(openblas),

@@ -68,7 +68,7 @@ struct GenerateCommand: ParsableCommand {
             return GenerationRequest(promptIDs: ids, pixelValues: try loader.pixels(pair.image),
                                      maxNewTokens: sampling.maxTokens, sampling: sampling.parameters)
         }
-        let generator = Generator(model: try bundle.loadModel(), stopIDs: bundle.stopIDs)
+        let generator = Generator(model: try bundle.loadModel(weights: model.weights, progressLabel: "paligemma generate"), stopIDs: bundle.stopIDs)
         let decoderURL = maskDecoder.map { URL(fileURLWithPath: $0) } ?? bundle.directory.appendingPathComponent("vae-oid.npz")
         var loadedDecoder: MaskDecoder?
         for (pair, result) in zip(pairs, generator.generate(requests)) {

@@ -22,7 +22,7 @@ struct LogitsCommand: ParsableCommand {
         let pixels = try loader.pixels(image)
         let ids = bundle.promptIDs(prompt)
         try bundle.prompt.validate(promptLength: ids.count, maxNewTokens: 0)
-        let generator = Generator(model: try bundle.loadModel(), stopIDs: bundle.stopIDs)
+        let generator = Generator(model: try bundle.loadModel(weights: model.weights, progressLabel: "paligemma logits"), stopIDs: bundle.stopIDs)
         let logits = generator.prefillLogits(promptIDs: ids, pixelValues: pixels)
         try SafetensorsWriter.write([
             .f32("logits", shape: logits.shape, logits.scalars),

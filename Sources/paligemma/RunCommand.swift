@@ -6,6 +6,7 @@ import Foundation
 import PaliBatch
 import PaliGeneration
 import PaliRun
+import PaliTensor
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -56,6 +57,8 @@ struct RunCommand: ParsableCommand {
     var threads: Int?
     @Option(help: "BLAS/kernel threads of vision ranks under mpirun (default: --threads); they idle most of the time.")
     var visionThreads: Int?
+    @Option(help: "Precision matrices are kept at: auto (bf16 stays bf16, f32 stays f32, f16 → f32), f32, or bf16 (rounds an f32 checkpoint).")
+    var weights: WeightsMode = .auto
     @Option(help: "End the job when a rank has been silent this many seconds.")
     var peerTimeout = 20.0
     @Option(help: "VQ-VAE mask decoder (.npz) for segmentation outputs (default: MODEL/vae-oid.npz if present).")
@@ -109,6 +112,7 @@ struct RunCommand: ParsableCommand {
         config.threads = threads
         config.visionThreads = visionThreads
         config.peerTimeout = peerTimeout
+        config.weights = weights
         let defaultDecoder = modelURL.appendingPathComponent("vae-oid.npz")
         config.maskDecoder = maskDecoder.map { URL(fileURLWithPath: $0) }
             ?? (FileManager.default.fileExists(atPath: defaultDecoder.path) ? defaultDecoder : nil)

@@ -87,7 +87,8 @@ func fullWidthCheckpointMatchesTransformers() throws {
 
     // Load as a user would.
     let bundle = try ModelBundle(directory: dir)
-    let model = try timed("load (BF16 → F32)") { try bundle.loadModel() }
+    let model = try timed("load (BF16 kept)") { try bundle.loadModel() }
+    #expect(model.decoder.embedding?.precision == .bf16)
     var expected = ModelPresets.paligemma3b224
     expected.vision.layers = FullWidthCheckpoint.visionLayers
     expected.decoder.layers = FullWidthCheckpoint.textLayers
@@ -130,6 +131,16 @@ func fullWidthCheckpointMatchesTransformers() throws {
         return (hidden, model.decoder.logits(hidden, rows: selected))
     }
     func logitRow(_ position: Int) -> UnsafeMutablePointer<Float> { logits.data + selected.firstIndex(of: position)! * v }
+
+    // The same forward with the checkpoint widened to F32 at load: equal bit for bit.
+    do {
+        let widened = try timed("load (BF16 → F32)") { try bundle.loadModel(weights: .f32) }
+        let hidden32 = widened.embed(ids: sequence, imageFeatures: widened.projector(widened.vision(pixels.reshaped([1, 3, 224, 224]))).reshaped([n, d]))
+        let cache = widened.decoder.makeCache(capacity: sequence.count)
+        widened.decoder.forward(hidden32, steps: [SequenceStep(tokens: sequence.count, cache: cache, prefixLength: t)])
+        let logits32 = widened.decoder.logits(hidden32, rows: selected)
+        #expect(logits32.scalars.map(\.bitPattern) == logits.scalars.map(\.bitPattern), "BF16-kept vs F32-widened logits")
+    }
 
     let hiddenNorms = rowNorms(hidden.data, rows: t, width: d)
     #expect(elementwiseRelative(hiddenNorms, try ref.tensor("hidden_norms").scalars) <= 1e-5, "residual norms after the last layer")

@@ -37,10 +37,9 @@ func packingFromEitherLayoutKeepsEveryElement(kernel: GEMMKernel) {
         let a = PackedWeight(w, kernel: kernel)
         let b = PackedWeight(transposed: Tensor(shape: [k, n], values: wT), kernel: kernel)
         #expect(a.unpacked().scalars == w.scalars && b.unpacked().scalars == w.scalars)
-        #expect(a.storage.count == b.storage.count && a.storage.count == a.panels * kernel.panelWidth * k)
+        #expect(a.byteCount == b.byteCount && a.byteCount == a.panels * kernel.panelWidth * k * 4)
         // Padding columns of the last panel are zero (the kernel multiplies them).
-        #expect(Array(UnsafeBufferPointer(start: a.storage.pointer, count: a.storage.count))
-                == Array(UnsafeBufferPointer(start: b.storage.pointer, count: b.storage.count)))
+        #expect(panelBytes(a) == panelBytes(b))
         var row = [Float](repeating: 0, count: k)
         a.row(n - 1, scaledBy: 2, into: &row)
         #expect(row == (0..<k).map { w.data[(n - 1) * k + $0] * 2 })
@@ -76,4 +75,90 @@ func packedLinearIsBatchAndThreadInvariant(kernel: GEMMKernel) {
     // The package is built for Haswell-class CPUs (AVX2 + FMA): that kernel must be usable.
     #expect(GEMMKernel.avx2.isAvailable)
     #endif
+}
+
+func panelBytes(_ w: PackedWeight) -> [UInt8] {
+    Array(UnsafeRawBufferPointer(start: w.storage, count: w.byteCount))
+}
+
+/// F32 → BF16 bits, round to nearest even (NaN → quiet NaN): the reference for packing.
+func bf16Bits(_ f: Float) -> UInt16 {
+    if f.isNaN { return UInt16(f.bitPattern >> 16) | 0x40 }
+    let u = f.bitPattern
+    return UInt16((u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16)
+}
+
+func bf16Value(_ h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
+
+/// Rows given as BF16 (or F16) bytes, as a checkpoint holds them.
+struct HalfRows: MatrixRows {
+    let bits: [UInt16]
+    let rowCount: Int
+    let columnCount: Int
+    let element: SourceElement
+    func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) rethrows {
+        try bits.withUnsafeBytes { try body($0.baseAddress! + rows.lowerBound * columnCount * 2) }
+    }
+}
+
+// BF16 panels hold exactly the BF16 values and the GEMM over them equals, bit for bit, the GEMM over
+// F32 panels of the same (widened) values: both the direct BF16 micro-kernels (one row panel: decode)
+// and the widened-micro-panel path (several row panels: prefill), with or without bias.
+@Test(arguments: kernelsHere)
+func bf16PanelsEqualWidenedF32BitForBit(kernel: GEMMKernel) {
+    for (m, n, k) in packedShapes + [(1, 64, 2048), (8, 70, 300), (9, 31, 513)] {
+        var rng = SeededRandom(seed: UInt64(m * 131 + n * 7 + k))
+        let bits = randomFloats(n * k, &rng).map { bf16Bits($0 * 3) }
+        let widened = Tensor(shape: [n, k], values: bits.map(bf16Value))
+        let x = Tensor(shape: [m, k], values: randomFloats(m * k, &rng))
+        let bias = Tensor(shape: [n], values: randomFloats(n, &rng))
+        let f32 = PackedWeight(widened, kernel: kernel)
+        let fromBF16 = PackedWeight(stacking: [HalfRows(bits: bits, rowCount: n, columnCount: k, element: .bf16)],
+                                    precision: .bf16, kernel: kernel)
+        let rounded = PackedWeight(widened, precision: .bf16, kernel: kernel)   // F32 source rounded: exact here
+        let widenedAtLoad = PackedWeight(stacking: [HalfRows(bits: bits, rowCount: n, columnCount: k, element: .bf16)],
+                                         precision: .f32, kernel: kernel)
+        #expect(fromBF16.byteCount * 2 == f32.byteCount && panelBytes(fromBF16) == panelBytes(rounded))
+        #expect(panelBytes(widenedAtLoad) == panelBytes(f32))
+        #expect(fromBF16.unpacked().scalars == widened.scalars)
+        for b in [nil, bias] {
+            let want = Linear.forward(x, weight: f32, bias: b).scalars
+            #expect(Linear.forward(x, weight: fromBF16, bias: b).scalars == want, "\(kernel) m \(m) n \(n) k \(k) bias \(b != nil)")
+        }
+    }
+}
+
+// Packing F32 into BF16 rounds to nearest even, ties to even, NaN stays NaN, ±inf and ±0 stay.
+@Test func packingRoundsF32ToBF16NearestEven() {
+    var rng = SeededRandom(seed: 3)
+    var values = randomFloats(4000, &rng).map { $0 * 1000 }
+    values += [0, -0.0, .infinity, -.infinity, .nan, .greatestFiniteMagnitude, .leastNonzeroMagnitude,
+               Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000), Float(bitPattern: 0x3F80_8001)]
+    let n = values.count / 2, k = 2
+    let w = PackedWeight(Tensor(shape: [n, k], values: Array(values.prefix(n * k))), precision: .bf16)
+    let got = w.unpacked().scalars
+    for (i, v) in values.prefix(n * k).enumerated() {
+        let want = bf16Value(bf16Bits(v))
+        #expect(got[i].bitPattern == want.bitPattern || (got[i].isNaN && v.isNaN), "\(v) → \(got[i]), want \(want)")
+    }
+}
+
+// A fused matrix from parts whose sizes are not multiples of the panel width, read in small pieces,
+// equals packing the concatenated matrix; F16 sources widen exactly.
+@Test(arguments: kernelsHere)
+func stackedPartsInPiecesEqualOneMatrix(kernel: GEMMKernel) {
+    var rng = SeededRandom(seed: 19)
+    let k = 37, sizes = [45, 3, 70]
+    let parts = sizes.map { Tensor(shape: [$0, k], values: randomFloats($0 * k, &rng)) }
+    let whole = Tensor.concatenatingRows(parts)
+    for precision in WeightPrecision.allCases {
+        let one = PackedWeight(whole, precision: precision, kernel: kernel)
+        let stacked = PackedWeight(stacking: parts.map(TensorRows.init), precision: precision, kernel: kernel,
+                                   pieceBytes: 5 * k * 4)
+        #expect(panelBytes(one) == panelBytes(stacked), "\(kernel) \(precision)")
+    }
+    let halfBits = randomFloats(20 * k, &rng).map { Float16($0).bitPattern }
+    let f16 = PackedWeight(stacking: [HalfRows(bits: halfBits, rowCount: 20, columnCount: k, element: .f16)],
+                           precision: .f32, kernel: kernel)
+    #expect(f16.unpacked().scalars == halfBits.map { Float(Float16(bitPattern: $0)) })
 }

@@ -17,6 +17,12 @@ extern "C" {
 /// Kernels: 0 portable C (NR 16), 1 AVX2+FMA (NR 16, 6 rows), 2 AVX-512F (NR 32, 8 rows).
 enum { PG_GEMM_PORTABLE = 0, PG_GEMM_AVX2 = 1, PG_GEMM_AVX512 = 2 };
 
+/// Element types: of a packed weight (F32 or BF16) and of the source rows it is packed from.
+/// A BF16 packed weight holds the high halves of F32 values: each is widened (exactly) to F32 in
+/// registers and the products are summed in the same order as for F32 panels holding the same values,
+/// so the results equal bit for bit those of an F32 weight widened from the same BF16 values.
+enum { PG_F32 = 0, PG_BF16 = 1, PG_F16 = 2 };
+
 /// 1 when this CPU (and OS) can run `kind`.
 int pg_gemm_available(int kind);
 /// The fastest available kind, or the one named by PALIGEMMA_GEMM=portable|avx2|avx512 if available.
@@ -32,6 +38,22 @@ void pg_gemm_pack_kn(int kind, const float *w, int k, int n, float *packed, int 
 /// The same with the source's rows `ldw` floats apart (a head's keys or values inside a KV cache).
 void pg_gemm_pack_nk_strided(int kind, const float *w, int ldw, int n, int k, float *packed, int panel_lo, int panel_hi);
 void pg_gemm_pack_kn_strided(int kind, const float *w, int ldw, int k, int n, float *packed, int panel_lo, int panel_hi);
+/// Bytes of a packed [N, K] weight of element type `wtype` (PG_F32 or PG_BF16) for `kind`.
+size_t pg_gemm_packed_bytes(int kind, int wtype, int n, int k);
+/// Writes rows [row_lo, row_hi) of W [N, K] into a packed weight of element type `wtype`, reading
+/// row r from `src` + (r − row_lo)·ldw elements of type `stype` (PG_F32, PG_BF16 or PG_F16; any
+/// alignment). F32 → BF16 rounds to nearest even (NaN stays NaN); every other pair is exact.
+/// Rows of one panel may come from separate calls (a fused q|k|v matrix from three tensors); calls
+/// that run at the same time should cover whole panels (no two threads on one cache line).
+void pg_gemm_pack_rows(int kind, int wtype, int stype, const void *src, size_t ldw, int k, int row_lo,
+                       int row_hi, void *packed);
+/// Zeroes the padding columns of the last panel (rows N ..< panels·NR) of a packed [N, K] weight.
+void pg_gemm_pack_pad(int kind, int wtype, int n, int k, void *packed);
+/// Row j of a packed [N, K] weight, times `scale`, as F32 (an embedding lookup in a tied matrix).
+void pg_gemm_packed_row(int kind, int wtype, int n, int k, const void *packed, int j, float scale, float *dst);
+/// `pg_gemm_packed` for a weight of element type `wtype` (PG_F32 or PG_BF16).
+void pg_gemm_packed_w(int kind, int wtype, int m, int n, int k, const float *a, int lda, const void *packed,
+                      const float *bias, float *c, int ldc, int panel_lo, int panel_hi);
 /// C[M, N] (row stride ldc) = A[M, K] (row stride lda) · W (+ bias[N]), for output panels
 /// [panel_lo, panel_hi) only (threads split the panels). C need not be initialised.
 void pg_gemm_packed(int kind, int m, int n, int k, const float *a, int lda, const float *packed,

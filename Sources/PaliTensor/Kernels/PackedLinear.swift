@@ -7,6 +7,9 @@
 // every output element is summed in an order fixed by K alone, so a row's result never depends on
 // how many rows share the call: batched generation equals one-by-one exactly.
 import CKernels
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The micro-kernel family a packed weight is laid out for.
 public enum GEMMKernel: Int32, CaseIterable, Sendable, CustomStringConvertible {
@@ -28,56 +31,151 @@ public enum GEMMKernel: Int32, CaseIterable, Sendable, CustomStringConvertible {
     }
 }
 
+/// The element type of a packed weight's panels.
+public enum WeightPrecision: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// F32 panels (what f32 and f16 checkpoints give, and `--weights f32`).
+    case f32
+    /// BF16 panels: half the memory; widened to F32 in registers, summed exactly as F32 panels holding
+    /// the same values (bit for bit).
+    case bf16
+
+    var code: Int32 { self == .bf16 ? Int32(PG_BF16) : Int32(PG_F32) }
+    public var bytesPerElement: Int { self == .bf16 ? 2 : 4 }
+    public var description: String { rawValue }
+}
+
+/// The element type of rows a packed weight is made from (a checkpoint's dtype).
+public enum SourceElement: Sendable {
+    case f32, bf16, f16
+    var code: Int32 {
+        switch self {
+        case .f32: return Int32(PG_F32)
+        case .bf16: return Int32(PG_BF16)
+        case .f16: return Int32(PG_F16)
+        }
+    }
+    public var byteSize: Int { self == .f32 ? 4 : 2 }
+}
+
+/// Rows of a weight matrix [N, K] that can be read in pieces: a tensor in memory, or a tensor in a
+/// checkpoint file whose pages are mapped only while a piece is packed and released right after, so
+/// loading never holds more than the packed weights plus one piece of the file.
+public protocol MatrixRows {
+    var rowCount: Int { get }
+    var columnCount: Int { get }
+    var element: SourceElement { get }
+    /// Calls `body` with rows `rows` (consecutive, `columnCount` elements each, any alignment).
+    func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) rethrows
+}
+
+/// A matrix already in memory as F32 (random weights, tests, tools).
+public struct TensorRows: MatrixRows {
+    public let tensor: Tensor
+    public init(_ tensor: Tensor) {
+        precondition(tensor.rank >= 1, "TensorRows needs a matrix, got \(tensor.shape)")
+        self.tensor = tensor
+    }
+    public var rowCount: Int { tensor.shape[0] }
+    public var columnCount: Int { tensor.rank == 1 ? 1 : tensor.shape.dropFirst().reduce(1, *) }
+    public var element: SourceElement { .f32 }
+    public func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) rethrows {
+        try body(UnsafeRawPointer(tensor.data + rows.lowerBound * columnCount))
+    }
+}
+
 /// A Linear weight W [N, K] (y = x · Wᵀ) packed for a `GEMMKernel`: panels of `panelWidth` output
-/// columns, each holding its K × panelWidth values contiguously. Immutable once made.
+/// columns, each holding its K × panelWidth values contiguously, as F32 or BF16. Immutable once made.
 public final class PackedWeight: @unchecked Sendable {
     public let outFeatures: Int
     public let inFeatures: Int
     public let kernel: GEMMKernel
-    let storage: TensorStorage
+    public let precision: WeightPrecision
+    let storage: UnsafeMutableRawPointer
+    /// Bytes of the packed panels (what this weight holds in memory).
+    public let byteCount: Int
 
     public var panels: Int { (outFeatures + kernel.panelWidth - 1) / kernel.panelWidth }
 
     /// Packs W given as [N, K] (PyTorch's Linear layout).
-    public convenience init(_ w: Tensor, kernel: GEMMKernel = .best) {
+    public convenience init(_ w: Tensor, precision: WeightPrecision = .f32, kernel: GEMMKernel = .best) {
         precondition(w.rank == 2, "PackedWeight needs a matrix [N, K], got \(w.shape)")
-        self.init(n: w.shape[0], k: w.shape[1], kernel: kernel) { p, lo, hi in
-            pg_gemm_pack_nk(kernel.rawValue, w.data, Int32(w.shape[0]), Int32(w.shape[1]), p, Int32(lo), Int32(hi))
-        }
+        self.init(stacking: [TensorRows(w)], precision: precision, kernel: kernel)
     }
 
-    /// Packs W given transposed, as [K, N].
-    public convenience init(transposed wT: Tensor, kernel: GEMMKernel = .best) {
+    /// Packs W given transposed, as [K, N] (F32).
+    public init(transposed wT: Tensor, kernel: GEMMKernel = .best) {
         precondition(wT.rank == 2, "PackedWeight needs a matrix [K, N], got \(wT.shape)")
-        self.init(n: wT.shape[1], k: wT.shape[0], kernel: kernel) { p, lo, hi in
-            pg_gemm_pack_kn(kernel.rawValue, wT.data, Int32(wT.shape[0]), Int32(wT.shape[1]), p, Int32(lo), Int32(hi))
+        let n = wT.shape[1], k = wT.shape[0]
+        (outFeatures, inFeatures, self.kernel, precision) = (n, k, kernel, .f32)
+        (storage, byteCount) = Self.allocate(n: n, k: k, kernel: kernel, precision: .f32)
+        let p = storage.assumingMemoryBound(to: Float.self), panels = (n + kernel.panelWidth - 1) / kernel.panelWidth
+        Parallel.forEachChunk(panels, grain: max(1, 1 << 16 / max(k * kernel.panelWidth, 1))) { r in
+            pg_gemm_pack_kn(kernel.rawValue, wT.data, Int32(k), Int32(n), p, Int32(r.lowerBound), Int32(r.upperBound))
         }
     }
 
-    private init(n: Int, k: Int, kernel: GEMMKernel,
-                 pack: (UnsafeMutablePointer<Float>, Int, Int) -> Void) {
+    /// Packs the rows of `parts` one after another as one W [ΣN, K] (fused q|k|v), reading each part
+    /// in pieces of about `pieceBytes` of its source (all threads pack a piece; see `MatrixRows`).
+    /// `progress`, when given, is told the source bytes of each piece packed.
+    public init(stacking parts: [MatrixRows], precision: WeightPrecision, kernel: GEMMKernel = .best,
+                pieceBytes: Int = 64 << 20, progress: ((Int) -> Void)? = nil) {
+        precondition(!parts.isEmpty, "PackedWeight: no rows to pack")
+        let k = parts[0].columnCount
+        precondition(parts.allSatisfy { $0.columnCount == k },
+                     "PackedWeight: stacked parts have different widths \(parts.map(\.columnCount))")
+        let n = parts.reduce(0) { $0 + $1.rowCount }
         precondition(kernel.isAvailable, "GEMM kernel \(kernel) is not available on this CPU")
         precondition(n > 0 && k >= 0 && n < Int(Int32.max) && k < Int(Int32.max), "PackedWeight: bad shape [\(n), \(k)]")
-        outFeatures = n
-        inFeatures = k
-        self.kernel = kernel
-        storage = TensorStorage(count: Int(pg_gemm_packed_count(kernel.rawValue, Int32(n), Int32(k))))
-        let panels = (n + kernel.panelWidth - 1) / kernel.panelWidth
-        let p = storage.pointer
-        Parallel.forEachChunk(panels, grain: max(1, 1 << 16 / max(k * kernel.panelWidth, 1))) { r in
-            pack(p, r.lowerBound, r.upperBound)
+        (outFeatures, inFeatures, self.kernel, self.precision) = (n, k, kernel, precision)
+        (storage, byteCount) = Self.allocate(n: n, k: k, kernel: kernel, precision: precision)
+        let dst = storage, nr = kernel.panelWidth
+        var row0 = 0
+        for part in parts {
+            let rowBytes = max(1, k * part.element.byteSize)
+            // Pieces are whole panels of the destination where they can be, so threads never share a line.
+            let piece = max(nr, pieceBytes / rowBytes / nr * nr)
+            var lo = 0
+            while lo < part.rowCount {
+                // Pieces end on panel boundaries of W (but the part's last), threads split whole panels.
+                let hi = min(part.rowCount, (row0 + lo + piece) / nr * nr - row0)
+                let g0 = row0 + lo, g1 = row0 + hi, firstPanel = g0 / nr
+                part.withRows(lo..<hi) { src in
+                    let panelsHere = (g1 - 1) / nr - firstPanel + 1
+                    Parallel.forEachChunk(panelsHere, grain: max(1, (1 << 18) / max(k * nr, 1))) { r in
+                        let a = max(g0, (firstPanel + r.lowerBound) * nr), b = min(g1, (firstPanel + r.upperBound) * nr)
+                        guard a < b else { return }
+                        pg_gemm_pack_rows(kernel.rawValue, precision.code, part.element.code,
+                                          src + (a - g0) * rowBytes, k, Int32(k), Int32(a), Int32(b), dst)
+                    }
+                }
+                progress?((hi - lo) * rowBytes)
+                lo = hi
+            }
+            row0 += part.rowCount
         }
+        pg_gemm_pack_pad(kernel.rawValue, precision.code, Int32(n), Int32(k), dst)
     }
 
-    /// Row j of W (length K): the embedding row of a tied embedding matrix.
+    /// Uninitialised panel memory (every byte is written by packing): 64-byte aligned, 2 MiB aligned
+    /// from 4 MiB up (transparent huge pages: fewer TLB misses in the GEMM and faster first touch).
+    private static func allocate(n: Int, k: Int, kernel: GEMMKernel,
+                                 precision: WeightPrecision) -> (UnsafeMutableRawPointer, Int) {
+        let bytes = Int(pg_gemm_packed_bytes(kernel.rawValue, precision.code, Int32(n), Int32(k)))
+        let huge = bytes >= 4 << 20
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: huge ? 2 << 20 : 64)
+        #if os(Linux)
+        if huge { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
+        #endif
+        return (raw, bytes)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Row j of W (length K), times `scale`, as F32: the embedding row of a tied embedding matrix.
     public func row(_ j: Int, scaledBy scale: Float = 1, into dst: UnsafeMutablePointer<Float>) {
         precondition(j >= 0 && j < outFeatures, "row \(j) outside 0..<\(outFeatures)")
-        let nr = kernel.panelWidth
-        var src = UnsafePointer(storage.pointer) + (j / nr) * inFeatures * nr + j % nr
-        for i in 0..<inFeatures {
-            dst[i] = src.pointee * scale
-            src += nr
-        }
+        pg_gemm_packed_row(kernel.rawValue, precision.code, Int32(outFeatures), Int32(inFeatures), storage,
+                           Int32(j), scale, dst)
     }
 
     /// The unpacked matrix [N, K] (a copy; for tests and tools).
@@ -95,12 +193,12 @@ extension Linear {
         precondition(k == w.inFeatures, "Linear: input width \(k) vs packed weight [\(w.outFeatures), \(w.inFeatures)]")
         guard m > 0 else { return }
         let n = w.outFeatures, nr = w.kernel.panelWidth, kind = w.kernel.rawValue
-        let packed = UnsafePointer(w.storage.pointer)
+        let packed = UnsafeRawPointer(w.storage), wtype = w.precision.code
         // A thread is worth it from about a quarter of a million multiply-adds.
         let grain = max(1, (1 << 18) / max(m * max(k, 1) * nr, 1))
         Parallel.forEachChunk(w.panels, grain: grain) { r in
-            pg_gemm_packed(kind, Int32(m), Int32(n), Int32(k), x, Int32(k), packed, bias, y, Int32(n),
-                           Int32(r.lowerBound), Int32(r.upperBound))
+            pg_gemm_packed_w(kind, wtype, Int32(m), Int32(n), Int32(k), x, Int32(k), packed, bias, y, Int32(n),
+                             Int32(r.lowerBound), Int32(r.upperBound))
         }
     }
 
@@ -113,4 +211,24 @@ extension Linear {
         forward(x.data, rows: x.rows, inFeatures: x.columns, weight: w, bias: bias?.data, into: y.data)
         return y
     }
+}
+
+/// How a model keeps its matrices (`--weights`).
+public enum WeightsMode: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// At the precision they were shipped in: BF16 stays BF16, F32 stays F32, F16 is widened to F32.
+    case auto
+    /// Always F32 (BF16 and F16 widened exactly).
+    case f32
+    /// Always BF16 (F32 rounded to nearest even at load: not exact).
+    case bf16
+
+    /// The panel precision for a matrix stored as `element`.
+    public func precision(for element: SourceElement) -> WeightPrecision {
+        switch self {
+        case .f32: return .f32
+        case .bf16: return .bf16
+        case .auto: return element == .bf16 ? .bf16 : .f32
+        }
+    }
+    public var description: String { rawValue }
 }

@@ -16,6 +16,9 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Refuse images whose header declares more pixels than this.")
     var maxPixels: Int = 64_000_000
 
+    @Option(help: "Precision matrices are kept at: auto (bf16 stays bf16, f32 stays f32, f16 → f32), f32, or bf16 (rounds an f32 checkpoint).")
+    var weights: WeightsMode = .auto
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
@@ -53,4 +56,9 @@ struct ImageLoader {
         let values = try preprocessor.pixelValues(contentsOf: URL(fileURLWithPath: path), decoder: decoder)
         return Tensor(shape: [3, size, size], values: values)
     }
+}
+
+extension WeightsMode: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument) }
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
 }
