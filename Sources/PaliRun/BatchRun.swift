@@ -129,6 +129,7 @@ public enum BatchRun {
             return 2
         }
         let (layout, stagePlan, bundle) = planned
+        if transport.rank == 0 { TestHooks.pause(TestHooks.slowLoad) }
         if transport.rank == 0, config.visionRanks == nil, config.stages == nil, layout.visionRanks > 1 {
             FileHandle.standardError.write(Data(("paligemma run: \(layout): the decoder's \(bundle.hyper.decoder.layers) "
                 + "layer(s) allow at most \(layout.stages) stage(s), so the spare ranks are vision ranks\n").utf8))
@@ -153,6 +154,7 @@ public enum BatchRun {
             return fail("\(error)")
         }
         let (layout, stagePlan, bundle) = planned
+        TestHooks.pause(TestHooks.slowLoad)   // the coordinator's bundle read (before any rank is watched here)
         let group = LocalTransport.group(size: layout.worldSize)
         var threads: [Thread] = []
         for rank in 1..<layout.worldSize {
