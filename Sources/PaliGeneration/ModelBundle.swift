@@ -35,22 +35,13 @@ public final class ModelBundle: @unchecked Sendable {
 
     /// Reads the configuration and tokenizer (not the weights).
     public init(directory: URL) throws {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
-            throw BundleError.notADirectory(directory.path)
-        }
-        let configURL = directory.appendingPathComponent("config.json")
-        guard FileManager.default.fileExists(atPath: configURL.path) else {
-            throw BundleError.missingFile(directory: directory.path, file: "config.json",
-                                          hint: "is this a PaliGemma checkpoint directory (as saved by save_pretrained)?")
-        }
+        self.directory = directory
+        configuration = try Self.readConfiguration(directory: directory)
         let tokURL = directory.appendingPathComponent("tokenizer.model")
         guard FileManager.default.fileExists(atPath: tokURL.path) else {
             throw BundleError.missingFile(directory: directory.path, file: "tokenizer.model",
                                           hint: "copy the SentencePiece tokenizer.model of this checkpoint into the directory")
         }
-        self.directory = directory
-        configuration = try PaliGemmaConfiguration(contentsOf: configURL)
         hyper = PaliGemmaHyperparameters(configuration)
         var tok = try SentencePieceTokenizer(contentsOf: tokURL)
         do {
@@ -67,6 +58,21 @@ public final class ModelBundle: @unchecked Sendable {
         prompt = PromptFormat(imageTokens: hyper.imageTokens, imageTokenID: hyper.imageTokenID, bosID: hyper.bosID,
                               maxPositions: configuration.text.maxPositionEmbeddings)
         stopIDs = Set(configuration.eosTokenIds.isEmpty ? [hyper.eosID] : configuration.eosTokenIds)
+    }
+
+    /// Reads only config.json of a model directory (cheap: no tokenizer, no weights), with the checks and
+    /// errors of `init`.
+    public static func readConfiguration(directory: URL) throws -> PaliGemmaConfiguration {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
+            throw BundleError.notADirectory(directory.path)
+        }
+        let configURL = directory.appendingPathComponent("config.json")
+        guard FileManager.default.fileExists(atPath: configURL.path) else {
+            throw BundleError.missingFile(directory: directory.path, file: "config.json",
+                                          hint: "is this a PaliGemma checkpoint directory (as saved by save_pretrained)?")
+        }
+        return try PaliGemmaConfiguration(contentsOf: configURL)
     }
 
     /// Loads the weights (memory-mapped, packed in pieces) and builds the model; fails on any missing,

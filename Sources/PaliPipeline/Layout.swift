@@ -172,3 +172,52 @@ public struct Layout: Equatable, Sendable, CustomStringConvertible {
         "\(worldSize) ranks: coordinator + \(replicas) replica(s) × (\(visionRanks) vision + \(stages) stage(s))"
     }
 }
+
+// MARK: Failure detection: who watches whom
+
+extension Layout {
+    /// The ranks `rank` exchanges pipeline data with, in both directions, sorted: a vision rank and
+    /// stage 0 of its replica (embeddings); stage s and stages s ± 1 (hidden states); stage 0 and the
+    /// last stage (sampled tokens go back to stage 0). The coordinator has none here: it talks to every
+    /// worker (jobs, results, stats) and watches them all (`watchedPeers`). Symmetric: b is a data
+    /// neighbour of a exactly when a is one of b.
+    public func dataNeighbours(of rank: Int) -> [Int] {
+        var neighbours: Set<Int> = []
+        switch role(of: rank) {
+        case .coordinator:
+            return []
+        case .vision(let replica, _):
+            neighbours.insert(self.rank(of: .stage(replica: replica, index: 0)))
+        case .stage(let replica, let index):
+            if index == 0 { neighbours.formUnion(visionRanks(ofReplica: replica)) }
+            if index > 0 { neighbours.insert(self.rank(of: .stage(replica: replica, index: index - 1))) }
+            if index + 1 < stages { neighbours.insert(self.rank(of: .stage(replica: replica, index: index + 1))) }
+            if stages > 1 && index == 0 { neighbours.insert(self.rank(of: .stage(replica: replica, index: stages - 1))) }
+            if stages > 1 && index == stages - 1 { neighbours.insert(self.rank(of: .stage(replica: replica, index: 0))) }
+        }
+        neighbours.remove(rank)
+        return neighbours.sorted()
+    }
+
+    /// The peers `rank` watches (counts as hung when silent for too long), sorted: the coordinator
+    /// watches every worker; a worker watches the coordinator and its data neighbours (all in its own
+    /// replica), so a rank watches at most V + 3 peers except rank 0.
+    public func watchedPeers(of rank: Int) -> [Int] {
+        if rank == 0 { return Array(1..<worldSize) }
+        return [0] + dataNeighbours(of: rank)
+    }
+
+    /// The ranks that watch `rank`, sorted: exactly the r with `rank` in `watchedPeers(of: r)` (computed
+    /// from that definition, so the two cannot disagree). `rank` sends its heartbeats to these.
+    public func watchers(of rank: Int) -> [Int] {
+        // A worker's watched peers are rank 0 and ranks of its own replica; rank 0 watches every worker.
+        let candidates: [Int]
+        if rank == 0 {
+            candidates = Array(1..<worldSize)
+        } else {
+            let replica = (rank - 1) / ranksPerReplica
+            candidates = [0] + Array(visionRanks(ofReplica: replica)) + Array(stageRanks(ofReplica: replica))
+        }
+        return candidates.filter { $0 != rank && watchedPeers(of: $0).contains(rank) }
+    }
+}

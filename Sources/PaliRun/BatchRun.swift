@@ -6,6 +6,7 @@
 import Foundation
 import PaliBatch
 import PaliGeneration
+import PaliModels
 import PaliPipeline
 import PaliTensor
 import PaliWeights
@@ -100,11 +101,12 @@ public enum BatchRun {
         return 2
     }
 
-    /// Layout and stage plan, computed the same way on every rank (so every rank reaches the same verdict).
-    /// The default stage count is capped at the decoder's layer count (`Layout.plan(maxStages:)`).
-    static func plan(_ config: RunConfiguration, worldSize: Int) throws -> (Layout, StagePlan, ModelBundle) {
-        let bundle = try ModelBundle(directory: config.modelDirectory)
-        let d = bundle.hyper.decoder
+    /// Layout and stage plan, computed the same way on every rank (so every rank reaches the same verdict)
+    /// from the model's config.json alone (cheap: the tokenizer is read later, `ModelBundle`). The default
+    /// stage count is capped at the decoder's layer count (`Layout.plan(maxStages:)`).
+    static func plan(_ config: RunConfiguration, worldSize: Int) throws -> (Layout, StagePlan, PaliGemmaHyperparameters) {
+        let hyper = PaliGemmaHyperparameters(try ModelBundle.readConfiguration(directory: config.modelDirectory))
+        let d = hyper.decoder
         let layout = try Layout.plan(worldSize: worldSize, visionRanks: config.visionRanks, stages: config.stages,
                                      maxStages: d.layers)
         let stagePlan: StagePlan
@@ -115,14 +117,21 @@ public enum BatchRun {
                                             queryWidth: d.queryWidth, kvWidth: d.kvWidth)
             stagePlan = try StagePlan.split(layers: d.layers, stages: layout.stages, headCost: head)
         }
-        return (layout, stagePlan, bundle)
+        return (layout, stagePlan, hyper)
+    }
+
+    /// The failure-detection context of `transport`'s rank: it watches `layout.watchedPeers` and sends
+    /// heartbeats to `layout.watchers` (see RankContext).
+    static func makeContext(_ transport: Transport, layout: Layout, config: RunConfiguration) -> RankContext {
+        RankContext(transport: transport, layout: layout, peerTimeout: config.peerTimeout,
+                    heartbeatInterval: config.heartbeatInterval)
     }
 
     // MARK: launched by mpirun/srun, one role per process
 
     private static func distributed(_ config: RunConfiguration, transport: MPITransport) -> Int32 {
         BLAS.threads = config.threads ?? 1
-        let planned: (Layout, StagePlan, ModelBundle)
+        let planned: (Layout, StagePlan, PaliGemmaHyperparameters)
         do {
             planned = try plan(config, worldSize: transport.size)
         } catch {
@@ -130,12 +139,26 @@ public enum BatchRun {
             try? transport.finalize()
             return 2
         }
-        let (layout, stagePlan, bundle) = planned
+        let (layout, stagePlan, hyper) = planned
+        // The communication thread (heartbeats to the ranks that watch this one) runs from here to the
+        // end, before anything slow: a rank reading the tokenizer or loading weights is alive to its peers.
+        let context = makeContext(transport, layout: layout, config: config)
+        context.startBackground()
+        let bundle: ModelBundle
+        do {
+            bundle = try ModelBundle(directory: config.modelDirectory)
+        } catch {
+            if transport.rank == 0 { _ = fail("\(error)") }
+            context.stopBackground()
+            try? transport.finalize()
+            return 2
+        }
+        if transport.rank == 0 { TestHooks.pause(TestHooks.slowLoad) }
         if transport.rank == 0, config.visionRanks == nil, config.stages == nil, layout.visionRanks > 1 {
-            FileHandle.standardError.write(Data(("paligemma run: \(layout): the decoder's \(bundle.hyper.decoder.layers) "
+            FileHandle.standardError.write(Data(("paligemma run: \(layout): the decoder's \(hyper.decoder.layers) "
                 + "layer(s) allow at most \(layout.stages) stage(s), so the spare ranks are vision ranks\n").utf8))
         }
-        let status = runRole(transport: transport, layout: layout, stagePlan: stagePlan, bundle: bundle, config: config)
+        let status = runRole(context: context, stagePlan: stagePlan, bundle: bundle, config: config)
         do {
             try transport.finalize()
         } catch {
@@ -148,25 +171,32 @@ public enum BatchRun {
 
     private static func inProcess(_ config: RunConfiguration) -> Int32 {
         BLAS.threads = config.threads ?? ProcessInfo.processInfo.activeProcessorCount
-        let planned: (Layout, StagePlan, ModelBundle)
+        let planned: (Layout, StagePlan, PaliGemmaHyperparameters)
+        let bundle: ModelBundle
         do {
             planned = try plan(config, worldSize: 1)
+            // Read once for every role, before any rank (thread) exists or watches another.
+            bundle = try ModelBundle(directory: config.modelDirectory)
         } catch {
             return fail("\(error)")
         }
-        let (layout, stagePlan, bundle) = planned
+        let (layout, stagePlan, _) = planned
+        TestHooks.pause(TestHooks.slowLoad)   // the coordinator's bundle read (before any rank is watched here)
         let group = LocalTransport.group(size: layout.worldSize)
+        // Every rank's communication thread (heartbeats to its watchers) runs before any rank loads weights.
+        let contexts = group.map { makeContext($0, layout: layout, config: config) }
+        for context in contexts { context.startBackground() }
         var threads: [Thread] = []
         for rank in 1..<layout.worldSize {
             let thread = Thread {
-                _ = runRole(transport: group[rank], layout: layout, stagePlan: stagePlan, bundle: bundle, config: config)
+                _ = runRole(context: contexts[rank], stagePlan: stagePlan, bundle: bundle, config: config)
             }
             thread.stackSize = 16 << 20
             thread.name = "paligemma-rank-\(rank)"
             thread.start()
             threads.append(thread)
         }
-        let status = runRole(transport: group[0], layout: layout, stagePlan: stagePlan, bundle: bundle, config: config)
+        let status = runRole(context: contexts[0], stagePlan: stagePlan, bundle: bundle, config: config)
         let deadline = Date().addingTimeInterval(30)
         while threads.contains(where: { !$0.isFinished }) && Date() < deadline { Thread.sleep(forTimeInterval: 0.002) }
         return status
@@ -190,19 +220,14 @@ public enum BatchRun {
         return made
     }
 
-    static func runRole(transport: Transport, layout: Layout, stagePlan: StagePlan, bundle: ModelBundle,
+    /// Runs the role of `context`'s rank, whose communication thread has been started; stops that thread
+    /// when the role ends (or aborts the job when it fails).
+    static func runRole(context: RankContext, stagePlan: StagePlan, bundle: ModelBundle,
                         config: RunConfiguration) -> Int32 {
-        let rank = transport.rank
-        let role = layout.role(of: rank)
-        let workers = Array(1..<layout.worldSize)
-        let context = RankContext(transport: transport, layout: layout,
-                                  watching: rank == 0 ? workers : [0],
-                                  heartbeatTargets: rank == 0 ? workers : [0],
-                                  peerTimeout: config.peerTimeout, heartbeatInterval: config.heartbeatInterval)
+        let transport = context.transport, layout = context.layout, role = context.role
         // Stop signals are waited for by StopSignal's thread (started in `main`); only the coordinator
         // acts on them. Worker ranks leave the decision to it: launchers forward a signal to every rank,
         // and a worker that exited on its own would make mpirun kill rank 0 before its shard is written.
-        context.startBackground()
         defer { context.stopBackground() }
         do {
             switch role {

@@ -90,6 +90,7 @@ final class StageWorker {
         slots = Array(repeating: [], count: self.microBatches)
         inFlight = Array(repeating: false, count: self.microBatches)
         steps = Array(repeating: 0, count: self.microBatches)
+        TestHooks.pause(TestHooks.slowLoad)
     }
 
     /// Serves micro-batches until the coordinator says stop.

@@ -36,6 +36,7 @@ final class VisionWorker {
         guard case .vision(let replica, _) = context.role else { preconditionFailure("not a vision rank") }
         stage0 = context.layout.rank(of: .stage(replica: replica, index: 0))
         self.visionBatch = max(1, visionBatch)
+        TestHooks.pause(TestHooks.slowLoad)
     }
 
     /// Serves jobs until the coordinator says stop.
@@ -63,6 +64,7 @@ final class VisionWorker {
 
     private func encode(_ jobs: [JobMessage]) throws {
         let start = MonotonicClock.now()
+        TestHooks.pause(TestHooks.slowVision)
         var ready: [(job: JobMessage, pixels: [Float], width: Int, height: Int)] = []
         for job in jobs {
             do {

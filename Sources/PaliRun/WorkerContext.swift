@@ -1,5 +1,6 @@
 // What every rank of a batch run shares: its transport, its role, a heartbeat to the peers that watch
-// it, a watch on the peers it depends on, and clocks of busy and idle time for stats.json.
+// it, a watch on the peers it depends on (both from the Layout: `watchedPeers`, `watchers`), and clocks
+// of busy and idle time for stats.json.
 import Foundation
 import PaliBatch
 import PaliPipeline
@@ -10,7 +11,11 @@ final class RankContext {
     let role: Role
     let peerTimeout: Double
     let heartbeatInterval: Double
-    /// Ranks this one sends heartbeats to.
+    /// Peers this rank watches (`Layout.watchedPeers`): rank 0 watches every worker, a worker watches
+    /// rank 0 and the ranks it exchanges data with.
+    let watchedPeers: [Int]
+    /// Ranks this one sends heartbeats to: exactly the ranks that watch it (`Layout.watchers`), so no
+    /// rank ever watches a peer that does not heartbeat to it.
     let heartbeatTargets: [Int]
     private(set) var monitor: PeerMonitor
     private var background: Thread?
@@ -23,26 +28,39 @@ final class RankContext {
     var weightBytes = 0
     let started = MonotonicClock.now()
 
-    init(transport: Transport, layout: Layout, watching peers: [Int], heartbeatTargets: [Int],
-         peerTimeout: Double, heartbeatInterval: Double) {
-        self.transport = transport
-        self.layout = layout
-        role = layout.role(of: transport.rank)
-        self.peerTimeout = peerTimeout
-        self.heartbeatInterval = heartbeatInterval
-        self.heartbeatTargets = heartbeatTargets
-        monitor = PeerMonitor(peers: peers)
+    /// The silence limit of a worker's watch on another worker: `peerTimeout` plus two heartbeat
+    /// intervals. Rank 0 watches every worker with `peerTimeout` and so notices a hung worker first: it
+    /// completes the shard being written and writes stats.json before it ends the job. The workers' own
+    /// watch on their data neighbours is the backstop (e.g. a link between two worker hosts that fails
+    /// while both still reach rank 0).
+    static func neighbourSilenceLimit(peerTimeout: Double, heartbeatInterval: Double) -> Double {
+        peerTimeout + 2 * heartbeatInterval
     }
 
-    /// Starts the rank's communication thread: heartbeats to `heartbeatTargets` every interval, and
-    /// `transport.progress()` every millisecond so that sends and receives move on while the main thread
-    /// computes (MPI progresses only inside MPI calls). The heartbeat proves the process is alive even
-    /// during a long forward.
+    init(transport: Transport, layout: Layout, peerTimeout: Double, heartbeatInterval: Double) {
+        self.transport = transport
+        self.layout = layout
+        let rank = transport.rank
+        role = layout.role(of: rank)
+        self.peerTimeout = peerTimeout
+        self.heartbeatInterval = heartbeatInterval
+        watchedPeers = layout.watchedPeers(of: rank)
+        heartbeatTargets = layout.watchers(of: rank)
+        let neighbourLimit = Self.neighbourSilenceLimit(peerTimeout: peerTimeout, heartbeatInterval: heartbeatInterval)
+        let limits = rank == 0 ? [:] : Dictionary(uniqueKeysWithValues: watchedPeers.filter { $0 != 0 }.map { ($0, neighbourLimit) })
+        monitor = PeerMonitor(peers: watchedPeers, limits: limits)
+    }
+
+    /// Starts the rank's communication thread: heartbeats to `heartbeatTargets` (every rank that watches
+    /// this one) at once and then every interval, and `transport.progress()` every millisecond so that
+    /// sends and receives move on while the main thread computes (MPI progresses only inside MPI calls).
+    /// The thread never waits on computation, so the heartbeat proves the process is alive during a long
+    /// load or forward. Start it before anything slow (reading the tokenizer, loading weights).
     func startBackground() {
         let transport = self.transport, targets = heartbeatTargets, interval = heartbeatInterval
         let stop = stopFlag
         let thread = Thread {
-            var timer = HeartbeatTimer(interval: interval)
+            var timer = HeartbeatTimer(interval: interval, now: MonotonicClock.now() - interval)
             while !stop.isSet {
                 do {
                     if let beat = timer.due() {
@@ -78,7 +96,8 @@ final class RankContext {
     }
 
     /// Waits for a message up to `timeout`, counting the wait as idle time; any message counts as a sign
-    /// of life of its sender. When nothing came, checks that the watched peers are alive.
+    /// of life of its sender if that sender is watched (a message never adds a watched peer: only the
+    /// watchers of a rank get its heartbeats). When nothing came, checks that the watched peers are alive.
     func receive(timeout: Double?) throws -> (source: Int, message: Message)? {
         let start = MonotonicClock.now()
         let received = try transport.receive(timeout: timeout)

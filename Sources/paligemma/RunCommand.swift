@@ -61,6 +61,8 @@ struct RunCommand: ParsableCommand {
     var weights: WeightsMode = .auto
     @Option(help: "End the job when a rank has been silent this many seconds.")
     var peerTimeout = 20.0
+    @Option(help: "Seconds between heartbeats to the ranks that watch this one (default: 2, or --peer-timeout / 4 when that is less); at most half of --peer-timeout.")
+    var heartbeatInterval: Double?
     @Option(help: "VQ-VAE mask decoder (.npz) for segmentation outputs (default: MODEL/vae-oid.npz if present).")
     var maskDecoder: String?
     @Flag(help: "Resume into an output folder whose run.json has other result-affecting settings.")
@@ -78,6 +80,13 @@ struct RunCommand: ParsableCommand {
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         if let t = visionThreads, t < 1 { throw ValidationError("--vision-threads must be at least 1") }
         if !(peerTimeout > 0) { throw ValidationError("--peer-timeout must be positive") }
+        if let h = heartbeatInterval {
+            if !(h > 0) { throw ValidationError("--heartbeat-interval must be positive") }
+            if h * 2 > peerTimeout {
+                throw ValidationError("--heartbeat-interval must be at most half of --peer-timeout (\(peerTimeout) s), or a live rank "
+                                      + "can look silent between two heartbeats")
+            }
+        }
     }
 
     func run() throws {
@@ -113,6 +122,7 @@ struct RunCommand: ParsableCommand {
         config.visionThreads = visionThreads
         config.peerTimeout = peerTimeout
         config.weights = weights
+        config.heartbeatInterval = heartbeatInterval ?? min(config.heartbeatInterval, peerTimeout / 4)
         let defaultDecoder = modelURL.appendingPathComponent("vae-oid.npz")
         config.maskDecoder = maskDecoder.map { URL(fileURLWithPath: $0) }
             ?? (FileManager.default.fileExists(atPath: defaultDecoder.path) ? defaultDecoder : nil)

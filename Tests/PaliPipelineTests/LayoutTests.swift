@@ -90,3 +90,51 @@ func rankAndRoleAreInverse(v: Int, s: Int, r: Int) throws {
     }
     #expect(seen.count == layout.worldSize)
 }
+
+// Failure detection (issue 11): who watches whom, and who heartbeats to whom.
+
+@Test(arguments: [(1, 1, 1), (1, 1, 4), (2, 3, 2), (3, 1, 3), (1, 5, 1), (1, 2, 3), (4, 2, 2)])
+func heartbeatTargetsAreExactlyTheWatchers(v: Int, s: Int, r: Int) throws {
+    let layout = try Layout(visionRanks: v, stages: s, replicas: r)
+    let n = layout.worldSize
+    for a in 0..<n {
+        let watched = layout.watchedPeers(of: a)
+        #expect(watched == watched.sorted() && Set(watched).count == watched.count && !watched.contains(a))
+        for b in 0..<n where b != a {
+            // b heartbeats to a exactly when a watches b.
+            #expect(watched.contains(b) == layout.watchers(of: b).contains(a), "rank \(a) watching rank \(b)")
+        }
+        let neighbours = layout.dataNeighbours(of: a)
+        for b in neighbours { #expect(layout.dataNeighbours(of: b).contains(a), "data neighbours are symmetric") }
+        if a == 0 {
+            #expect(watched == Array(1..<n), "the coordinator watches every worker")
+        } else {
+            #expect(watched == [0] + neighbours, "a worker watches rank 0 and its data neighbours")
+            #expect(watched.count <= v + 3, "per-replica, not all-to-all")
+        }
+    }
+}
+
+@Test func dataNeighboursFollowTheDataFlow() throws {
+    // N = 1 + 2·(2 + 3): replica 0 is vision 1, 2 and stages 3, 4, 5.
+    let layout = try Layout(visionRanks: 2, stages: 3, replicas: 2)
+    #expect(layout.dataNeighbours(of: 0) == [])
+    #expect(layout.dataNeighbours(of: 1) == [3], "vision → stage 0 of its replica")
+    #expect(layout.dataNeighbours(of: 3) == [1, 2, 4, 5], "stage 0: its vision ranks, stage 1, the last stage (tokens)")
+    #expect(layout.dataNeighbours(of: 4) == [3, 5])
+    #expect(layout.dataNeighbours(of: 5) == [3, 4])
+    #expect(layout.dataNeighbours(of: 8) == [6, 7, 9, 10], "replica 1 keeps to itself")
+    #expect(layout.watchers(of: 1) == [0, 3], "a vision rank heartbeats to rank 0 and its stage 0")
+    #expect(layout.watchers(of: 0) == Array(1..<11))
+    // One stage: the vision rank and the one decoder rank watch each other (the issue's 3-rank job).
+    let three = try Layout(visionRanks: 1, stages: 1, replicas: 1)
+    #expect(three.watchedPeers(of: 2) == [0, 1] && three.watchers(of: 1) == [0, 2])
+    #expect(three.watchedPeers(of: 1) == [0, 2] && three.watchers(of: 2) == [0, 1])
+}
+
+@Test func watchSetsStayPerReplicaOnHundredsOfRanks() throws {
+    let layout = try Layout(visionRanks: 1, stages: 2, replicas: 200)   // 601 ranks
+    let heaviest = (1..<layout.worldSize).map { layout.watchers(of: $0).count }.max()!
+    #expect(heaviest <= 4, "a worker heartbeats to rank 0 and at most 3 neighbours, not to all 600")
+    #expect(layout.watchers(of: 0).count == 600)
+}

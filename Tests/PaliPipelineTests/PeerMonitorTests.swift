@@ -15,8 +15,27 @@ import Testing
     monitor.forget(1)
     #expect(monitor.peers == [2, 3])
     #expect(monitor.silentPeers(olderThan: 20, now: 126) == [3])
-    monitor.heard(from: 7, at: 126)
-    #expect(monitor.peers == [2, 3, 7])
+    // A message from a peer that is not watched does not make it watched (it does not heartbeat to us).
+    let watched = monitor.heard(from: 7, at: 126)
+    #expect(!watched)
+    #expect(monitor.peers == [2, 3])
+    #expect(monitor.lastHeard(from: 7) == nil)
+    #expect(monitor.silentPeers(olderThan: 20, now: 1000) == [2, 3])
+}
+
+@Test func aPeerMayHaveItsOwnSilenceLimit() throws {
+    let monitor = PeerMonitor(peers: [0, 2, 3], limits: [2: 24, 9: 1], now: 0)
+    #expect(monitor.silenceLimit(of: 2, default: 20) == 24)
+    #expect(monitor.silenceLimit(of: 0, default: 20) == 20)
+    #expect(monitor.silentPeers(olderThan: 20, now: 22) == [0, 3])
+    #expect(monitor.silentPeers(olderThan: 20, now: 25) == [0, 2, 3])
+    #expect(monitor.peers == [0, 2, 3], "a limit for a peer that is not watched does not watch it")
+    var two = PeerMonitor(peers: [0, 2], limits: [2: 24], now: 0)
+    two.heard(from: 0, at: 10)
+    #expect(throws: Never.self) { try two.requireAlive(olderThan: 20, rank: 1, now: 23) }
+    #expect(throws: TransportError.peerSilent(rank: 1, peer: 2, seconds: 25)) {
+        try two.requireAlive(olderThan: 20, rank: 1, now: 25)
+    }
 }
 
 @Test func requireAliveNamesTheLongestSilentPeer() {

@@ -528,6 +528,44 @@ struct RunJobTests {
         }
     }
 
+    /// Issue 11: failure detection must not mistake work for death. Every rank's load and every vision
+    /// batch take 5 s (the test-only PALIGEMMA_TEST_SLOW_* hooks, TestHooks.swift), longer than
+    /// --peer-timeout 3: a rank that waits on a slow peer must keep hearing its heartbeats (sent by the
+    /// peer's communication thread, which never waits on computation), so the job completes. With one
+    /// vision image per batch, decoder stage 0 waits about 5 s on the vision rank between jobs.
+    @Test(arguments: [(1, ""), (3, ""), (4, "--stages 2")])
+    func slowLoadingAndSlowVisionAreNotMistakenForDeath(np: Int, layout: String) throws {
+        try #require(np == 1 || Self.hasMPI, "mpirun is not installed")
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let good = ws.goodJobs(3)
+        try ws.write(good)
+        let slow = 5.0
+        let outcome = try Job(np: np, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
+                                                  "--output-dir", ws.output.path, "--max-tokens", "4",
+                                                  "--vision-batch", "1", "--peer-timeout", "3",
+                                                  "--heartbeat-interval", "0.5"]
+                                  + layout.split(separator: " ").map(String.init),
+                              environment: ["PALIGEMMA_TEST_SLOW_LOAD": "\(slow)",
+                                            "PALIGEMMA_TEST_SLOW_VISION": "\(slow)"]).wait(timeout: 240)
+        #expect(outcome.status == 0, "np \(np) \(layout): exit \(outcome.status)\n\(outcome.output)")
+        #expect(!outcome.output.contains("silent"), "no rank was taken for dead:\n\(outcome.output)")
+        // The hooks really slowed the job down: a load, then one slow vision batch per job.
+        #expect(outcome.seconds >= slow * Double(1 + good.count), "took only \(outcome.seconds) s")
+        let records = try ws.records()
+        #expect(records.map { $0["id"] as! String }.sorted() == good.map { $0["id"] as! String }.sorted(),
+                "each id exactly once")
+        let expected = try expectedTokens(model: model("pg1-mqa"), jobs: good, root: ws.root, maxTokens: 4)
+        for record in records {
+            let id = record["id"] as! String
+            #expect(record["status"] as? String == "ok", "\(id): \(record)")
+            #expect(record["tokens"] as? [Int] == expected[id], "tokens of \(id)")
+            let vision = (record["timings"] as? [String: Any])?["vision_s"] as? Double
+            #expect((vision ?? 0) >= slow, "\(id): vision_s \(String(describing: vision)) reflects the slow batch")
+        }
+        #expect(ws.stats()?["outcome"] as? String == "complete")
+    }
+
     @Test func worldSizesThatDoNotFitAreRefusedBeforeWork() throws {
         try #require(Self.hasMPI, "mpirun is not installed")
         let ws = try Workspace()
