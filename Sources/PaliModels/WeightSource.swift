@@ -31,7 +31,7 @@ extension WeightSource {
     func packed(_ parts: [(name: String, shape: [Int])]) throws -> PackedWeight {
         let rows = try parts.map { try matrix($0.name, shape: $0.shape) }
         let element = rows.allSatisfy({ $0.element == rows[0].element }) ? rows[0].element : .f32
-        return PackedWeight(stacking: rows, precision: weightsMode.precision(for: element), kernel: gemmKernel) { [self] in loaded(bytes: $0) }
+        return try PackedWeight(stacking: rows, precision: weightsMode.precision(for: element), kernel: gemmKernel) { [self] in loaded(bytes: $0) }
     }
 
     func packed(_ name: String, shape: [Int]) throws -> PackedWeight { try packed([(name, shape)]) }

@@ -14,6 +14,8 @@ public final class TensorStorage: @unchecked Sendable {
     public let count: Int
     /// Whatever keeps borrowed memory alive; nil when this storage allocated the memory itself.
     private let owner: AnyObject?
+    /// What keeps borrowed memory alive (nil when this storage owns its memory).
+    public var borrowedFrom: AnyObject? { owner }
 
     /// Allocates `count` floats, zeroed: 64-byte aligned (cache lines, AVX loads); blocks of 4 MiB or
     /// more are 2 MiB aligned and marked for transparent huge pages (fewer TLB misses while OpenBLAS

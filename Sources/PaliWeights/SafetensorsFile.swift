@@ -8,8 +8,9 @@
 // end − begin = dtype size × element count (overflow-checked), no two tensors overlapping.
 // Gaps between tensors and bytes after the last one are allowed.
 //
-// F32 tensors whose bytes are 4-byte aligned are handed out in place (borrowed storage that
-// keeps the mapping alive); others, and F16/BF16/F64, are converted into new storage.
+// The header is read with pread; a tensor's bytes are mapped (its pages only) when it is read. F32
+// tensors whose bytes are 4-byte aligned are handed out in place (borrowed storage that keeps their
+// region mapped); others, and F16/BF16/F64, are converted into new storage and their region unmapped.
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -39,43 +40,45 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// The header's `__metadata__` map (empty when absent).
     public let metadata: [String: String]
 
-    private let mapping: MappedFile
+    private let file: MappedFile
     private let dataStart: Int
     private let infos: [String: TensorInfo]
 
     public var path: String { url.path }
     /// Size of the file in bytes.
-    public var fileSize: Int { mapping.count }
+    public var fileSize: Int { file.count }
 
     /// Maps and validates the file at `url`. Throws `WeightsError` naming the file (and tensor).
     public init(contentsOf url: URL) throws {
         self.url = url
         let path = url.path
-        mapping = try MappedFile(path: path)
-        let bytes = mapping.bytes
-        guard bytes.count >= 8 else {
-            throw WeightsError.truncated(path: path, detail: "the file is \(bytes.count) bytes; a safetensors file "
+        file = try MappedFile(path: path)
+        let size = file.count
+        guard size >= 8 else {
+            throw WeightsError.truncated(path: path, detail: "the file is \(size) bytes; a safetensors file "
                                          + "starts with an 8-byte header length")
         }
-        let declared = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        guard declared <= UInt64(bytes.count - 8) else {
+        let lengthField = try file.read(0..<8)
+        let declared = lengthField.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard declared <= UInt64(size - 8) else {
             throw WeightsError.truncated(path: path, detail: "the header length field says \(declared) bytes but only "
-                                         + "\(bytes.count - 8) bytes follow it")
+                                         + "\(size - 8) bytes follow it")
         }
         let headerLength = Int(declared)
         guard headerLength <= Self.maxHeaderLength else {
             throw WeightsError.invalidHeader(path: path, detail: "header length \(headerLength) exceeds the "
                                              + "\(Self.maxHeaderLength)-byte limit")
         }
-        guard headerLength >= 2, bytes[8] == UInt8(ascii: "{") else {
+        let header = try file.read(8..<(8 + max(headerLength, 0)))
+        guard headerLength >= 2, header[0] == UInt8(ascii: "{") else {
             throw WeightsError.invalidHeader(path: path, detail: "the header does not start with '{'")
         }
         dataStart = 8 + headerLength
-        let dataLength = bytes.count - dataStart
+        let dataLength = size - dataStart
 
         let root: JSONValue
         do {
-            root = try StrictJSONParser.parse(UnsafeRawBufferPointer(rebasing: bytes[8..<dataStart]))
+            root = try header.withUnsafeBytes { try StrictJSONParser.parse($0) }
         } catch let e as JSONSyntaxError {
             if let duplicate = e.duplicateKey, duplicate.depth == 0 {
                 throw WeightsError.duplicateTensor(path: path, tensor: duplicate.key)
@@ -188,9 +191,10 @@ public final class SafetensorsFile: @unchecked Sendable {
         return info
     }
 
-    /// Start of the tensor's bytes inside the mapping.
-    private func address(of info: TensorInfo) -> UnsafeRawPointer? {
-        mapping.base.map { $0 + dataStart + info.dataOffsets.lowerBound }
+    /// The tensor's bytes, mapped (nil when it has none).
+    private func region(of info: TensorInfo) throws -> MappedRegion? {
+        guard !info.dataOffsets.isEmpty else { return nil }
+        return try file.map((dataStart + info.dataOffsets.lowerBound)..<(dataStart + info.dataOffsets.upperBound))
     }
 
     /// The tensor as F32. F32 data that is 4-byte aligned is borrowed from the mapping (read-only);
@@ -204,10 +208,11 @@ public final class SafetensorsFile: @unchecked Sendable {
                                              expected: "a floating-point dtype (F32, F16, BF16, F64)")
         }
         let count = info.elementCount
-        guard count > 0, let source = address(of: info) else { return Tensor(zeros: info.shape) }
+        guard count > 0, let region = try region(of: info) else { return Tensor(zeros: info.shape) }
+        let source = region.base
         if info.dtype == .f32, Int(bitPattern: source) % MemoryLayout<Float>.alignment == 0 {
             let pointer = UnsafeMutableRawPointer(mutating: source).bindMemory(to: Float.self, capacity: count)
-            return Tensor(shape: info.shape, storage: TensorStorage(borrowing: pointer, count: count, owner: mapping))
+            return Tensor(shape: info.shape, storage: TensorStorage(borrowing: pointer, count: count, owner: region))
         }
         let storage = TensorStorage(count: count)
         convertToFloat(info.dtype, from: source, count: count, into: storage.pointer)
@@ -232,15 +237,16 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
         let rows = info.shape.first ?? 1
         let columns = info.shape.count <= 1 ? 1 : info.shape.dropFirst().reduce(1, *)
-        return FileMatrixRows(file: self, start: address(of: info), rowCount: rows, columnCount: columns, element: element)
+        return FileMatrixRows(file: file, start: dataStart + info.dataOffsets.lowerBound, rowCount: rows,
+                              columnCount: columns, element: element)
     }
 
     /// The elements of an I64 (or, widened, I32) tensor, row-major.
     public func int64s(_ name: String) throws -> [Int64] {
         let info = try entry(name)
         switch info.dtype {
-        case .i64: return readIntegers(info, as: Int64.self).map { Int64(littleEndian: $0) }
-        case .i32: return readIntegers(info, as: Int32.self).map { Int64(Int32(littleEndian: $0)) }
+        case .i64: return try readIntegers(info, as: Int64.self).map { Int64(littleEndian: $0) }
+        case .i32: return try readIntegers(info, as: Int32.self).map { Int64(Int32(littleEndian: $0)) }
         default:
             throw WeightsError.dtypeMismatch(path: path, tensor: name, dtype: info.dtype.rawValue, expected: "I64")
         }
@@ -252,51 +258,44 @@ public final class SafetensorsFile: @unchecked Sendable {
         guard info.dtype == .i32 else {
             throw WeightsError.dtypeMismatch(path: path, tensor: name, dtype: info.dtype.rawValue, expected: "I32")
         }
-        return readIntegers(info, as: Int32.self).map { Int32(littleEndian: $0) }
+        return try readIntegers(info, as: Int32.self).map { Int32(littleEndian: $0) }
     }
 
     /// The tensor's raw little-endian bytes, whatever its dtype.
     public func rawBytes(_ name: String) throws -> [UInt8] {
         let info = try entry(name)
-        guard let source = address(of: info), info.byteCount > 0 else { return [] }
-        return Array(UnsafeRawBufferPointer(start: source, count: info.byteCount))
+        guard info.byteCount > 0 else { return [] }
+        return try file.read((dataStart + info.dataOffsets.lowerBound)..<(dataStart + info.dataOffsets.upperBound))
     }
 
-    private func readIntegers<T: FixedWidthInteger>(_ info: TensorInfo, as: T.Type) -> [T] {
+    private func readIntegers<T: FixedWidthInteger>(_ info: TensorInfo, as: T.Type) throws -> [T] {
         let count = info.elementCount
-        guard count > 0, let source = address(of: info) else { return [] }
+        guard count > 0, let region = try region(of: info) else { return [] }
+        let source = region.base
         return (0..<count).map { source.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self) }
     }
 
-    /// Whether `tensor`'s storage points into this file's mapping (i.e. it was handed out in place).
+    /// Whether `tensor`'s storage points into this file (i.e. it was handed out in place).
     public func isMapped(_ tensor: Tensor) -> Bool {
-        mapping.contains(UnsafeRawPointer(tensor.data))
+        (tensor.storage.borrowedFrom as? MappedRegion)?.file === file
     }
 }
 
-/// Rows of a tensor inside a mapped safetensors file (see `SafetensorsFile.matrixRows`).
+/// Rows of a tensor inside a safetensors file (see `SafetensorsFile.matrixRows`): each piece asked for
+/// is mapped whole (MAP_POPULATE: one call instead of a fault per page) and unmapped right after.
 struct FileMatrixRows: MatrixRows {
-    let file: SafetensorsFile   // keeps the mapping alive
-    let start: UnsafeRawPointer?
+    let file: MappedFile
+    /// The tensor's first byte in the file.
+    let start: Int
     let rowCount: Int
     let columnCount: Int
     let element: SourceElement
 
-    func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) rethrows {
-        guard let start, !rows.isEmpty, columnCount > 0 else { return }
+    func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) throws {
+        guard !rows.isEmpty, columnCount > 0 else { return }
         let rowBytes = columnCount * element.byteSize
-        let first = start + rows.lowerBound * rowBytes, bytes = rows.count * rowBytes
-        let page = Int(getpagesize())
-        let lo = Int(bitPattern: first) / page * page
-        let hi = (Int(bitPattern: first) + bytes + page - 1) / page * page
-        let region = UnsafeMutableRawPointer(bitPattern: lo)!
-        #if os(Linux)
-        // Map the piece's pages in one call (MADV_POPULATE_READ, Linux 5.14) rather than fault by fault;
-        // older kernels refuse it and the pages fault in as they are read.
-        if madvise(region, hi - lo, 22 /* MADV_POPULATE_READ */) != 0 { _ = madvise(region, hi - lo, MADV_WILLNEED) }
-        #endif
-        defer { _ = madvise(region, hi - lo, MADV_DONTNEED) }   // back to the page cache only
-        try body(UnsafeRawPointer(first))
+        let region = try file.map((start + rows.lowerBound * rowBytes)..<(start + rows.upperBound * rowBytes), populate: true)
+        try withExtendedLifetime(region) { try body(region.base) }
     }
 }
 

@@ -6,6 +6,8 @@ import Foundation
 import PaliGeneration
 import PaliModels
 import PaliTensor
+import PaliWeights
+import PaliBatch
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,8 +26,12 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Timed runs of each phase after its warm-up; the fastest counts (background load only ever slows a run down).")
     var repeats: Int = 3
 
+    @Option(help: "Time loading this model directory (from the page cache after a first read) instead of the phases.")
+    var loadModel: String?
+
     func run() throws {
         if let threads { BLAS.threads = threads }
+        if let loadModel { return try benchLoad(URL(fileURLWithPath: loadModel)) }
         var hyper = try ModelPresets.named(preset)
         if let v = visionLayers { hyper.vision.layers = v }
         if let t = textLayers {
@@ -107,6 +113,32 @@ struct BenchCommand: ParsableCommand {
             "decode": ["seconds_per_step_batch1": round3(d1), "tokens_per_s_batch1": round3(1 / d1),
                        "seconds_per_step_batch8": round3(d8), "tokens_per_s_batch8": round3(8 / d8)],
             "generate_16_tokens_seconds": round3(e2e),
+        ]
+        let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Loads a checkpoint `repeats` times (the first read may come from disk; the fastest counts) and
+    /// prints the rate in source bytes per second, the packed bytes held and the peak RSS.
+    func benchLoad(_ dir: URL) throws {
+        let bundle = try ModelBundle(directory: dir)
+        var fastest = Double.infinity, bytes = 0, held = 0
+        for _ in 0..<max(1, repeats) {
+            let checkpoint = try Checkpoint(directory: dir)
+            checkpoint.weightsMode = weights
+            let start = DispatchTime.now()
+            let model = try PaliGemmaModel(hyper: bundle.hyper, weights: checkpoint)
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+            fastest = min(fastest, seconds)
+            bytes = checkpoint.matrixBytesLoaded
+            held = model.packedBytes
+            log(String(format: "loaded %.2f GB of matrices in %.2f s (%.2f GB/s)", Double(bytes) / 1e9, seconds, Double(bytes) / 1e9 / seconds))
+        }
+        let report: [String: Any] = [
+            "model": dir.path, "weights": weights.description, "threads": BLAS.threads,
+            "matrix_bytes": bytes, "packed_bytes": held, "load_seconds": round3(fastest),
+            "load_gb_per_s": round3(Double(bytes) / 1e9 / fastest),
+            "peak_rss_bytes": ProcessMemory.peakResidentBytes ?? 0,
         ]
         let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
         print(String(decoding: data, as: UTF8.self))

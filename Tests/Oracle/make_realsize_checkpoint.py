@@ -1,16 +1,18 @@
 """A random PaliGemma checkpoint of PaliGemma-3B-224's real shape, jobs for it, and transformers' answers.
 
-Real shape, widths AND depths (google/paligemma-3b-pt-224, google/paligemma2-3b-pt-224 without Gemma 2):
+Real shape, widths AND depths (the hub config.json of google/paligemma-3b-pt-224):
   SigLIP So400m/14 at 224 px: 27 layers, width 1152, MLP 4304, 16 heads, 256 image tokens;
   projector 1152 -> 2048;
   Gemma 2B: 18 layers, width 2048, MLP 16384, 8 heads, 1 KV head, head_dim 256, vocabulary 257216,
   image_token_index 257152 (as the hub config), bos 2, eos 1, pad 0. 2.92 B parameters.
 Random weights under torch.manual_seed(--seed): transformers 5.23's PaliGemmaForConditionalGeneration
-with its matrices and embeddings redrawn at scales that keep greedy answers varied (reinit()), made directly in bf16 (never two f32 copies in memory), saved with
-save_pretrained(max_shard_size="5GB") as the hub shards them:
+with its matrices and embeddings redrawn at scales that keep greedy answers varied (reinit()), made
+directly in bf16 (never an f32 copy beside them), saved with save_pretrained(max_shard_size="5GB") as
+the hub shards them:
   ROOT/bf16/  bf16 weights (5.8 GB), the PaliGemma 2 way;
   ROOT/f32/   the same values widened to f32 (11.7 GB), the PaliGemma 1 way.
-Both hold the same numbers, so one transformers run is the reference for both.
+Both hold the same numbers (the seed decides them), so their references are the same; with
+--dtype both one transformers run serves both.
 
 Each checkpoint folder also gets
   tokenizer.model              the pg1-mqa fixture's SentencePiece model (3000 pieces, <loc>/<seg> at
@@ -36,9 +38,9 @@ everything; more or fewer --images remakes the jobs and the reference only.
     .venv/bin/python Tests/Oracle/make_realsize_checkpoint.py --dir out/realsize --dtype bf16|f32|both \\
         [--images 4] [--seed 0] [--threads N]
 
-Memory (run it under `flock /tmp/bigmem.lock` on a shared machine): making bf16 weights ~6 GB plus one
-shard while saving; the f32 reference ~12.5 GB; saving f32 ~12 GB + one 5 GB shard. Time on 2 cores:
-~1 min to initialise, ~30 s per job of reference.
+Memory (run it under `flock FILE` on a machine shared with other big jobs): ~7 GB to make and save the
+bf16 weights, ~12 GB for the f32 reference and for saving f32. Time on 2 cores: ~2 min to make the
+weights, 30-50 s per job of reference (4 jobs: 155 s).
 """
 import argparse
 import hashlib

@@ -96,7 +96,7 @@ struct HalfRows: MatrixRows {
     let rowCount: Int
     let columnCount: Int
     let element: SourceElement
-    func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) rethrows {
+    func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) throws {
         try bits.withUnsafeBytes { try body($0.baseAddress! + rows.lowerBound * columnCount * 2) }
     }
 }
@@ -105,7 +105,7 @@ struct HalfRows: MatrixRows {
 // F32 panels of the same (widened) values: both the direct BF16 micro-kernels (one row panel: decode)
 // and the widened-micro-panel path (several row panels: prefill), with or without bias.
 @Test(arguments: kernelsHere)
-func bf16PanelsEqualWidenedF32BitForBit(kernel: GEMMKernel) {
+func bf16PanelsEqualWidenedF32BitForBit(kernel: GEMMKernel) throws {
     for (m, n, k) in packedShapes + [(1, 64, 2048), (8, 70, 300), (9, 31, 513)] {
         var rng = SeededRandom(seed: UInt64(m * 131 + n * 7 + k))
         let bits = randomFloats(n * k, &rng).map { bf16Bits($0 * 3) }
@@ -113,10 +113,10 @@ func bf16PanelsEqualWidenedF32BitForBit(kernel: GEMMKernel) {
         let x = Tensor(shape: [m, k], values: randomFloats(m * k, &rng))
         let bias = Tensor(shape: [n], values: randomFloats(n, &rng))
         let f32 = PackedWeight(widened, kernel: kernel)
-        let fromBF16 = PackedWeight(stacking: [HalfRows(bits: bits, rowCount: n, columnCount: k, element: .bf16)],
+        let fromBF16 = try PackedWeight(stacking: [HalfRows(bits: bits, rowCount: n, columnCount: k, element: .bf16)],
                                     precision: .bf16, kernel: kernel)
         let rounded = PackedWeight(widened, precision: .bf16, kernel: kernel)   // F32 source rounded: exact here
-        let widenedAtLoad = PackedWeight(stacking: [HalfRows(bits: bits, rowCount: n, columnCount: k, element: .bf16)],
+        let widenedAtLoad = try PackedWeight(stacking: [HalfRows(bits: bits, rowCount: n, columnCount: k, element: .bf16)],
                                          precision: .f32, kernel: kernel)
         #expect(fromBF16.byteCount * 2 == f32.byteCount && panelBytes(fromBF16) == panelBytes(rounded))
         #expect(panelBytes(widenedAtLoad) == panelBytes(f32))
@@ -146,19 +146,19 @@ func bf16PanelsEqualWidenedF32BitForBit(kernel: GEMMKernel) {
 // A fused matrix from parts whose sizes are not multiples of the panel width, read in small pieces,
 // equals packing the concatenated matrix; F16 sources widen exactly.
 @Test(arguments: kernelsHere)
-func stackedPartsInPiecesEqualOneMatrix(kernel: GEMMKernel) {
+func stackedPartsInPiecesEqualOneMatrix(kernel: GEMMKernel) throws {
     var rng = SeededRandom(seed: 19)
     let k = 37, sizes = [45, 3, 70]
     let parts = sizes.map { Tensor(shape: [$0, k], values: randomFloats($0 * k, &rng)) }
     let whole = Tensor.concatenatingRows(parts)
     for precision in WeightPrecision.allCases {
         let one = PackedWeight(whole, precision: precision, kernel: kernel)
-        let stacked = PackedWeight(stacking: parts.map(TensorRows.init), precision: precision, kernel: kernel,
+        let stacked = try PackedWeight(stacking: parts.map(TensorRows.init), precision: precision, kernel: kernel,
                                    pieceBytes: 5 * k * 4)
         #expect(panelBytes(one) == panelBytes(stacked), "\(kernel) \(precision)")
     }
     let halfBits = randomFloats(20 * k, &rng).map { Float16($0).bitPattern }
-    let f16 = PackedWeight(stacking: [HalfRows(bits: halfBits, rowCount: 20, columnCount: k, element: .f16)],
+    let f16 = try PackedWeight(stacking: [HalfRows(bits: halfBits, rowCount: 20, columnCount: k, element: .f16)],
                            precision: .f32, kernel: kernel)
     #expect(f16.unpacked().scalars == halfBits.map { Float(Float16(bitPattern: $0)) })
 }

@@ -65,7 +65,7 @@ public protocol MatrixRows {
     var columnCount: Int { get }
     var element: SourceElement { get }
     /// Calls `body` with rows `rows` (consecutive, `columnCount` elements each, any alignment).
-    func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) rethrows
+    func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) throws
 }
 
 /// A matrix already in memory as F32 (random weights, tests, tools).
@@ -78,7 +78,7 @@ public struct TensorRows: MatrixRows {
     public var rowCount: Int { tensor.shape[0] }
     public var columnCount: Int { tensor.rank == 1 ? 1 : tensor.shape.dropFirst().reduce(1, *) }
     public var element: SourceElement { .f32 }
-    public func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) rethrows {
+    public func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) throws {
         try body(UnsafeRawPointer(tensor.data + rows.lowerBound * columnCount))
     }
 }
@@ -99,7 +99,7 @@ public final class PackedWeight: @unchecked Sendable {
     /// Packs W given as [N, K] (PyTorch's Linear layout).
     public convenience init(_ w: Tensor, precision: WeightPrecision = .f32, kernel: GEMMKernel = .best) {
         precondition(w.rank == 2, "PackedWeight needs a matrix [N, K], got \(w.shape)")
-        self.init(stacking: [TensorRows(w)], precision: precision, kernel: kernel)
+        try! self.init(stacking: [TensorRows(w)], precision: precision, kernel: kernel)   // memory: cannot fail
     }
 
     /// Packs W given transposed, as [K, N] (F32).
@@ -116,9 +116,10 @@ public final class PackedWeight: @unchecked Sendable {
 
     /// Packs the rows of `parts` one after another as one W [ΣN, K] (fused q|k|v), reading each part
     /// in pieces of about `pieceBytes` of its source (all threads pack a piece; see `MatrixRows`).
-    /// `progress`, when given, is told the source bytes of each piece packed.
+    /// `progress`, when given, is told the source bytes of each piece packed. Throws what reading a
+    /// piece throws (a file that cannot be mapped).
     public init(stacking parts: [MatrixRows], precision: WeightPrecision, kernel: GEMMKernel = .best,
-                pieceBytes: Int = 64 << 20, progress: ((Int) -> Void)? = nil) {
+                pieceBytes: Int = 64 << 20, progress: ((Int) -> Void)? = nil) throws {
         precondition(!parts.isEmpty, "PackedWeight: no rows to pack")
         let k = parts[0].columnCount
         precondition(parts.allSatisfy { $0.columnCount == k },
@@ -139,7 +140,7 @@ public final class PackedWeight: @unchecked Sendable {
                 // Pieces end on panel boundaries of W (but the part's last), threads split whole panels.
                 let hi = min(part.rowCount, (row0 + lo + piece) / nr * nr - row0)
                 let g0 = row0 + lo, g1 = row0 + hi, firstPanel = g0 / nr
-                part.withRows(lo..<hi) { src in
+                try part.withRows(lo..<hi) { src in
                     let panelsHere = (g1 - 1) / nr - firstPanel + 1
                     Parallel.forEachChunk(panelsHere, grain: max(1, (1 << 18) / max(k * nr, 1))) { r in
                         let a = max(g0, (firstPanel + r.lowerBound) * nr), b = min(g1, (firstPanel + r.upperBound) * nr)
