@@ -73,6 +73,8 @@ def get(d, path):
     for k in path:
         d = d[k]
     return d
+if "cpu" in ours:
+    print(f"CPU: {ours['cpu']} [{ours['cpu_features']}]")
 print(f"{ours['preset']}: {ours['vision_layers']} vision + {ours['text_layers']} text layers, "
       f"{ours['blas_threads']} threads (transformers: {ref['torch_threads']})")
 print(f"{'phase':26s} {'paligemma-swift':>18s} {'transformers':>18s} {'speed-up':>9s}")
@@ -87,4 +89,9 @@ if 'openblas_sgemm_gflops' in ours:
     print(f"  ours: best of OpenBLAS {ours['openblas_sgemm_gflops']:.1f} and the packed {ours['gemm_kernel']} kernel "
           f"{ours['packed_gemm_gflops']:.1f}; fractions below are of the best")
 print(f"fraction of own sgemm: ours {fr(ours)}; transformers {fr(ref)}")
+if "read_bandwidth_gb_per_s" in ours:
+    dec = ours["decode"]
+    print(f"decode batch 1 reads {dec['weight_bytes_per_step'] / 1e9:.2f} GB of {ours.get('weights', 'f32')} weights per token: "
+          f"{dec['weight_gb_per_s_batch1']:.1f} GB/s = {dec['fraction_of_read_bandwidth_batch1']:.0%} of the measured "
+          f"read bandwidth ({ours['read_bandwidth_gb_per_s']:.1f} GB/s)")
 PY

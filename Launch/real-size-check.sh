@@ -16,8 +16,10 @@
 # The checkpoints are made by Tests/Oracle/make_realsize_checkpoint.py when missing or when that
 # script changed (it keeps a stamp; needs torch + transformers in $PYTHON, default .venv/bin/python:
 # python3 -m venv .venv && .venv/bin/pip install -r Tests/Oracle/requirements.txt). Making them and
-# running the transformers reference takes ~12.5 GB of memory and a few minutes; each paligemma run
-# holds the working weights (see docs/operations.md, "Memory per role").
+# running the transformers reference takes ~12 GB of memory and ~5 minutes on 2 cores; each paligemma
+# run holds the working weights (see docs/operations.md, "Memory per role"). Until paligemma's peer
+# monitor hears heartbeats from every peer (issue 11), default settings can abort at this size
+# ("rank 1 has been silent for 29 s"): then pass `-- --peer-timeout 1000`.
 #
 # Environment: PYTHON; PALIGEMMA (the binary; default: `swift build -c release --product paligemma`,
 # then .build/release/paligemma, or $SCRATCH/release/paligemma with SCRATCH=... as --scratch-path);
@@ -110,10 +112,12 @@ for d in "${dtypes[@]}"; do
                      "$bin" "${args[@]}")
         fi
         say "$d, $name: ${command[*]}"
-        start=$(date +%s.%N)
         status=0
-        "${locked[@]}" "${command[@]}" > "$run_dir/stdout.log" 2> "$run_dir/stderr.log" || status=$?
+        # The start is taken once the lock is held, so waiting for it does not count.
+        "${locked[@]}" sh -c 'date +%s.%N > "$0"; exec "$@"' "$run_dir/start" "${command[@]}" \
+            > "$run_dir/stdout.log" 2> "$run_dir/stderr.log" || status=$?
         end=$(date +%s.%N)
+        start=$(cat "$run_dir/start" 2>/dev/null || echo "$end")
         if [ "$status" = 0 ]; then
             tail -n 2 "$run_dir/stderr.log" | sed 's/^/    /' >&2
         else  # paligemma's own lines first (mpirun's banner says little)

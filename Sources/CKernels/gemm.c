@@ -472,3 +472,68 @@ void pg_gemm_packed_w(int kind, int wtype, int m, int n, int k, const float *a, 
         }
     }
 }
+
+// MARK: Machine facts for `paligemma bench`
+
+const char *pg_cpu_features(void) {
+    static char text[256];
+#ifdef PG_X86
+    if (text[0]) return text;
+    unsigned r[4], maxLeaf;
+    cpuid(0, 0, r);
+    maxLeaf = r[0];
+    cpuid(1, 0, r);
+    const int fma = (r[2] >> 12) & 1, osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1;
+    unsigned lo = 0, hi = 0;
+    if (osxsave) __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    const int ymm = osxsave && avx && (lo & 0x6) == 0x6, zmm = ymm && (lo & 0xE6) == 0xE6;
+    const int tiles = osxsave && (lo & 0x60000) == 0x60000;
+    unsigned b7 = 0, c7 = 0, d7 = 0, a71 = 0;
+    if (maxLeaf >= 7) {
+        cpuid(7, 0, r); b7 = r[1]; c7 = r[2]; d7 = r[3];
+        cpuid(7, 1, r); a71 = r[0];
+    }
+    struct { const char *name; int on; } f[] = {
+        {"avx2", ymm && ((b7 >> 5) & 1)}, {"fma", ymm && fma},
+        {"avx512f", zmm && ((b7 >> 16) & 1)}, {"avx512bw", zmm && ((b7 >> 30) & 1)},
+        {"avx512vl", zmm && ((b7 >> 31) & 1)}, {"avx512_vnni", zmm && ((c7 >> 11) & 1)},
+        {"avx512_bf16", zmm && ((a71 >> 5) & 1)}, {"avx512_fp16", zmm && ((d7 >> 23) & 1)},
+        {"avx_vnni", ymm && ((a71 >> 4) & 1)},
+        {"amx_bf16", tiles && ((d7 >> 22) & 1)}, {"amx_int8", tiles && ((d7 >> 25) & 1)},
+    };
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        if (!f[i].on) continue;
+        size_t n = strlen(f[i].name);
+        if (len + n + 2 >= sizeof text) break;
+        if (len) text[len++] = ' ';
+        memcpy(text + len, f[i].name, n);
+        len += n;
+    }
+    text[len] = 0;
+#endif
+    return text;
+}
+
+float pg_stream_sum(const float *p, size_t n) {
+#if defined(PG_X86) && defined(__AVX2__)
+    {   // the package is built for AVX2 (Package.swift): plain 256-bit loads
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        size_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            s0 = _mm256_add_ps(s0, _mm256_loadu_ps(p + i));
+            s1 = _mm256_add_ps(s1, _mm256_loadu_ps(p + i + 8));
+            s2 = _mm256_add_ps(s2, _mm256_loadu_ps(p + i + 16));
+            s3 = _mm256_add_ps(s3, _mm256_loadu_ps(p + i + 24));
+        }
+        float t[8], sum = 0;
+        _mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+        for (int j = 0; j < 8; j++) sum += t[j];
+        for (; i < n; i++) sum += p[i];
+        return sum;
+    }
+#endif
+    float sum = 0;
+    for (size_t i = 0; i < n; i++) sum += p[i];
+    return sum;
+}

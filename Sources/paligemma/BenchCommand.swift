@@ -8,6 +8,7 @@ import PaliModels
 import PaliTensor
 import PaliWeights
 import PaliBatch
+import CKernels
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -40,6 +41,7 @@ struct BenchCommand: ParsableCommand {
         }
         let openblas = measureSGEMM(), packed = measurePackedGEMM()
         let sgemm = max(openblas, packed)
+        log("\(Machine.cpuName) [\(Machine.cpuFeatures)]")
         log("sgemm 2048³: OpenBLAS \(String(format: "%.1f", openblas)) GFLOP/s, packed \(GEMMKernel.best) kernel "
             + "\(String(format: "%.1f", packed)) GFLOP/s; making random weights…")
         let random = RandomWeights(seed: 1)
@@ -89,6 +91,10 @@ struct BenchCommand: ParsableCommand {
             } / Double(decodeSteps)
         }
         let d1 = decode(batch: 1), d8 = decode(batch: 8)
+        // Batch-1 decode reads every decoder matrix (and the LM head) once per token: its weight bytes
+        // per second beside the machine's streaming read rate say how close decode is to the memory limit.
+        let decodeBytes = Double(model.decoder.packedBytes)
+        let bandwidth = Machine.readBandwidth()
 
         // End to end: one image, 16 greedy tokens (the transformers figure is 28.6 s at full size).
         let e2e = best(n) {
@@ -111,7 +117,12 @@ struct BenchCommand: ParsableCommand {
             "prefill": ["tokens": ids.count, "seconds": round3(prefill), "tokens_per_s": round1(Double(ids.count) / prefill),
                         "fraction_of_sgemm": round3(pct(prefillFlops, prefill))],
             "decode": ["seconds_per_step_batch1": round3(d1), "tokens_per_s_batch1": round3(1 / d1),
-                       "seconds_per_step_batch8": round3(d8), "tokens_per_s_batch8": round3(8 / d8)],
+                       "seconds_per_step_batch8": round3(d8), "tokens_per_s_batch8": round3(8 / d8),
+                       "weight_bytes_per_step": Int(decodeBytes),
+                       "weight_gb_per_s_batch1": round3(decodeBytes / d1 / 1e9),
+                       "fraction_of_read_bandwidth_batch1": round3(decodeBytes / d1 / 1e9 / bandwidth)],
+            "read_bandwidth_gb_per_s": round3(bandwidth),
+            "cpu": Machine.cpuName, "cpu_features": Machine.cpuFeatures,
             "generate_16_tokens_seconds": round3(e2e),
         ]
         let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
@@ -188,3 +199,41 @@ func best(_ n: Int, _ body: () -> Void) -> Double {
 func round1(_ x: Double) -> Double { (x * 10).rounded() / 10 }
 func round3(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
 func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+
+/// What machine the numbers come from.
+enum Machine {
+    /// /proc/cpuinfo's "model name" with its family/model/stepping (virtual machines often hide the name).
+    static var cpuName: String {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown CPU" }
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let key = line[..<colon].trimmingCharacters(in: .whitespaces)
+            if key == "processor", !fields.isEmpty { break }   // the first CPU's lines are enough
+            fields[key] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        let name = fields["model name"] ?? "unknown CPU"
+        guard let family = fields["cpu family"], let model = fields["model"] else { return name }
+        return "\(name) (family \(family) model \(model) stepping \(fields["stepping"] ?? "?"))"
+    }
+
+    /// ISA extensions our kernels care about (CPUID + XGETBV).
+    static var cpuFeatures: String { String(cString: pg_cpu_features()) }
+
+    /// Streaming read rate in GB/s on `Parallel.threads` threads: a 1 GiB buffer read whole, best of 5.
+    static func readBandwidth() -> Double {
+        let count = 1 << 28   // 1 GiB of floats: far beyond any cache
+        let buffer = Tensor(zeros: [count])
+        for i in stride(from: 0, to: count, by: 1024) { buffer.data[i] = 1 }
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let start = DispatchTime.now()
+            Parallel.forEachChunk(count, grain: 1 << 20) { r in
+                let s = pg_stream_sum(buffer.data + r.lowerBound, r.count)
+                if s.isNaN { print("") }   // keeps the sum (and so the reads) alive
+            }
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
+        }
+        return Double(count * 4) / best / 1e9
+    }
+}

@@ -59,6 +59,13 @@ void pg_gemm_packed_w(int kind, int wtype, int m, int n, int k, const float *a, 
 void pg_gemm_packed(int kind, int m, int n, int k, const float *a, int lda, const float *packed,
                     const float *bias, float *c, int ldc, int panel_lo, int panel_hi);
 
+/// The x86 ISA extensions this CPU (and OS) offers that matter to our kernels, space-separated
+/// ("avx2 fma avx512f avx512bw avx512vl avx512_vnni avx512_bf16 avx_vnni amx_bf16 amx_int8"…); "" elsewhere.
+const char *pg_cpu_features(void);
+/// Reads `n` floats once, streaming, and returns their sum (so the reads cannot be optimised away):
+/// the machine's read bandwidth when threads call it on disjoint parts of a buffer far larger than cache.
+float pg_stream_sum(const float *p, size_t n);
+
 #ifdef __cplusplus
 }
 #endif
