@@ -17,9 +17,7 @@
 # script changed (it keeps a stamp; needs torch + transformers in $PYTHON, default .venv/bin/python:
 # python3 -m venv .venv && .venv/bin/pip install -r Tests/Oracle/requirements.txt). Making them and
 # running the transformers reference takes ~12 GB of memory and ~5 minutes on 2 cores; each paligemma
-# run holds the working weights (see docs/operations.md, "Memory per role"). Until paligemma's peer
-# monitor hears heartbeats from every peer (issue 11), default settings can abort at this size
-# ("rank 1 has been silent for 29 s"): then pass `-- --peer-timeout 1000`.
+# run holds the working weights (see docs/operations.md, "Memory per role").
 #
 # Environment: PYTHON; PALIGEMMA (the binary; default: `swift build -c release --product paligemma`,
 # then .build/release/paligemma, or $SCRATCH/release/paligemma with SCRATCH=... as --scratch-path);
