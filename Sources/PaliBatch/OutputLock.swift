@@ -85,8 +85,8 @@ public final class OutputLock: @unchecked Sendable {
         let me = Owner.current
         let text = me.json.encoded + "\n"
         var notes: [String] = []
-        var unreadable = 0
-        for _ in 0..<20 {
+        var unreadable = 0, alive = 0
+        for _ in 0..<30 {
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
             if fd >= 0 {
                 do {
@@ -139,6 +139,13 @@ public final class OutputLock: @unchecked Sendable {
                 }
                 continue
             }
+            // A holder of this host that is alive: look again for up to a second before refusing, since a run
+            // killed a moment ago (SIGKILL to it, or its mpirun) may not have finished dying yet.
+            if holder.host == me.host && holder.pid != me.pid && alive < 8 {
+                alive += 1
+                usleep(125_000)
+                continue
+            }
             throw OutputError.directoryInUse(lock: path, holder: holder.description, startedAt: holder.startedAt,
                                              sameHost: holder.host == me.host)
         }
@@ -172,6 +179,7 @@ public final class OutputLock: @unchecked Sendable {
             return "that run is gone (pid \(holder.pid) is this process now)"
         }
         if kill(holder.pid, 0) != 0 && errno == ESRCH { return "that process no longer exists" }
+        if isZombie(holder.pid) { return "that process has ended (its parent has not reaped it yet)" }
         if let recorded = holder.processStart, let now = processStart(holder.pid), recorded != now {
             return "pid \(holder.pid) now belongs to another process"
         }
@@ -192,13 +200,24 @@ public final class OutputLock: @unchecked Sendable {
 
     /// The start time of process `pid` in clock ticks since boot (Linux), nil when unknown.
     static func processStart(_ pid: Int32) -> UInt64? {
+        guard let fields = statFields(pid), fields.count > 19 else { return nil }
+        return UInt64(fields[19])   // field 22, starttime
+    }
+
+    /// Whether `pid` has ended but is not reaped yet (Linux state Z or X): kill(pid, 0) still succeeds for
+    /// it, and a killed run's processes can stay so (orphans of a killed mpirun wait for init to reap them).
+    static func isZombie(_ pid: Int32) -> Bool {
+        guard let state = statFields(pid)?.first else { return false }
+        return state == "Z" || state == "X"
+    }
+
+    /// Fields 3... of /proc/PID/stat ("pid (comm) state ppid ..."; comm may hold spaces and parentheses,
+    /// so the fields restart after the last ')'): element 0 is field 3, the state.
+    private static func statFields(_ pid: Int32) -> [Substring]? {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
         let text = String(decoding: data, as: UTF8.self)
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses; fields restart after the last ')'.
         guard let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        // fields[0] is field 3 (state); starttime is field 22.
-        return fields.count > 19 ? UInt64(fields[19]) : nil
+        return text[text.index(after: close)...].split(separator: " ")
     }
 
     /// Whether temporary files tagged `tag` ("pid@host", `ShardWriter.tempName`) may be deleted: they are
@@ -207,7 +226,7 @@ public final class OutputLock: @unchecked Sendable {
         guard let at = tag.firstIndex(of: "@"), let pid = Int32(tag[..<at]), pid > 0 else { return false }
         guard String(tag[tag.index(after: at)...]) == hostName else { return false }
         if pid == getpid() { return true }
-        return kill(pid, 0) != 0 && errno == ESRCH
+        return (kill(pid, 0) != 0 && errno == ESRCH) || isZombie(pid)
     }
 
     // MARK: File
