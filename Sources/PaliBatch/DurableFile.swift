@@ -15,6 +15,12 @@ public enum OutputError: Error, CustomStringConvertible, Equatable {
     case duplicateID(id: String, path: String, line: Int, firstPath: String, firstLine: Int)
     /// run.json or stats.json that cannot be read.
     case badMetadata(path: String, reason: String)
+    /// Another run holds the output directory's lock (`OutputLock`): `holder` is "pid@host".
+    case directoryInUse(lock: String, holder: String, startedAt: String, sameHost: Bool)
+    /// The lock file exists but does not say which process holds it.
+    case badLock(path: String, reason: String)
+    /// The output directory disappeared during the run (deleted, unmounted).
+    case directoryGone(path: String)
 
     public var description: String {
         switch self {
@@ -36,11 +42,29 @@ public enum OutputError: Error, CustomStringConvertible, Equatable {
         case .badMetadata(let path, let reason):
             return "\(path): \(reason). Remove the file to start the run's bookkeeping afresh, or use a new "
                 + "output directory."
+        case .directoryInUse(let lock, let holder, let startedAt, let sameHost):
+            let folder = (lock as NSString).deletingLastPathComponent
+            let pid = holder.prefix { $0 != "@" }, host = holder.drop { $0 != "@" }.dropFirst()
+            if sameHost {
+                return "\(folder) is in use by another paligemma run: process \(holder) (started \(startedAt)) holds "
+                    + "\(lock). Two runs in one folder would lose and duplicate records: wait for that run to end, "
+                    + "stop it (kill -USR1 \(pid) keeps its work; rerun to resume), or use another --output-dir."
+            }
+            return "\(folder) is in use by another paligemma run: process \(holder) on host \(host) (started "
+                + "\(startedAt)) holds \(lock). This run cannot check another host's processes, so it never removes "
+                + "that lock itself: if no paligemma run on \(host) uses this folder any more (it was killed, or the "
+                + "host is gone), delete \(lock) and run again; otherwise wait for it or use another --output-dir."
+        case .badLock(let path, let reason):
+            return "\(path) exists but \(reason), so this run cannot tell which run holds the output directory. If "
+                + "no paligemma run uses the folder, delete \(path) and run again."
+        case .directoryGone(let path):
+            return "the output directory \(path) was removed while the run was writing to it (deleted, or its file "
+                + "system unmounted): the records it held are lost. Run the same command again to start afresh."
         }
     }
 }
 
-enum DurableFile {
+public enum DurableFile {
     static func errnoText() -> String { String(cString: strerror(errno)) }
 
     static func createDirectory(_ url: URL) throws {
@@ -93,6 +117,27 @@ enum DurableFile {
         }
     }
 
+    /// Gives the complete file `temp` its final name `final`, failing with `shardExists` when that name is
+    /// taken: link() refuses an existing name atomically (on NFS too), where a check followed by rename()
+    /// could overwrite a file created in between. The temporary name is then removed (were that lost in a
+    /// crash, it names the same bytes as the final file, and a resume deletes it). On a file system
+    /// without hard links, the check and rename() are the fallback.
+    static func publish(_ temp: String, as final: String) throws {
+        if link(temp, final) == 0 {
+            unlink(temp)
+            return
+        }
+        switch errno {
+        case EEXIST:
+            throw OutputError.shardExists(path: final)
+        case EPERM, EOPNOTSUPP, ENOSYS, EMLINK, EXDEV:
+            if access(final, F_OK) == 0 { throw OutputError.shardExists(path: final) }
+            try rename(temp, final)
+        default:
+            throw OutputError.io(path: final, operation: "linking \(temp) to", reason: errnoText())
+        }
+    }
+
     /// Replaces `url` with `contents` atomically (temporary ".<name>.tmp" beside it, fsync, rename, fsync folder).
     static func replace(_ url: URL, with contents: String) throws {
         let folder = url.deletingLastPathComponent().path
@@ -109,6 +154,22 @@ enum DurableFile {
         close(fd)
         try rename(temp, url.path)
         try syncDirectory(folder)
+    }
+
+    /// The file `name` for `url`, which names either that file or the folder to put it in; decided by the
+    /// name, never by what exists (a folder deleted meanwhile must not become a file of that name). Throws
+    /// `directoryGone` when the folder does not exist.
+    static func metadataFile(_ url: URL, named name: String) throws -> URL {
+        let file = url.lastPathComponent == name ? url : url.appendingPathComponent(name)
+        let folder = file.deletingLastPathComponent()
+        guard isDirectory(folder) else { throw OutputError.directoryGone(path: folder.path) }
+        return file
+    }
+
+    /// Whether anything (even a dangling symlink) has this path.
+    public static func exists(_ url: URL) -> Bool {
+        var info = stat()
+        return lstat(url.path, &info) == 0
     }
 
     static func isDirectory(_ url: URL) -> Bool {

@@ -1,7 +1,10 @@
 // What an earlier run of the same output directory finished: the ids in its complete shards.
 //
 // Only complete shards count. A temporary shard of a killed run holds records that were never made
-// durable; it is deleted and its jobs are done again, so every id ends up exactly once.
+// durable; it is deleted and its jobs are done again, so every id ends up exactly once. Temporary shards
+// carry their writer's "pid@host" (`ShardWriter.tempName`): only those of this process or of a process
+// of this host that no longer runs are deleted (and untagged ones of versions before the tag); another
+// host's, or a live process's, are left alone and listed in `keptTempFiles`.
 import Foundation
 
 public struct ResumeState: Sendable {
@@ -15,17 +18,20 @@ public struct ResumeState: Sendable {
     public let errorRecords: Int
     /// Complete shards.
     public let shards: Int
-    /// Stale temporary shards (".shard-*.jsonl.tmp") deleted by the scan.
+    /// Stale temporary shards (".shard-*.jsonl[.PID@HOST].tmp") deleted by the scan.
     public let removedTempFiles: Int
+    /// Temporary shards left in place: another host's, or of a process that still runs.
+    public let keptTempFiles: [String]
 
     public init(doneIDs: Set<String>, nextShardIndex: Int, records: Int, errorRecords: Int, shards: Int,
-                removedTempFiles: Int) {
+                removedTempFiles: Int, keptTempFiles: [String] = []) {
         self.doneIDs = doneIDs
         self.nextShardIndex = nextShardIndex
         self.records = records
         self.errorRecords = errorRecords
         self.shards = shards
         self.removedTempFiles = removedTempFiles
+        self.keptTempFiles = keptTempFiles
     }
 
     /// The shard number in a complete shard's file name ("shard-00042.jsonl" → 42), else nil.
@@ -36,19 +42,29 @@ public struct ResumeState: Sendable {
         return Int(digits)
     }
 
-    static func isTempShard(_ name: String) -> Bool {
-        guard name.hasPrefix(".shard-"), name.hasSuffix(".jsonl.tmp") else { return false }
-        let digits = name.dropFirst(".shard-".count).dropLast(".jsonl.tmp".count)
-        return !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
+    static func isTempShard(_ name: String) -> Bool { tempShardTag(name) != nil }
+
+    /// For a temporary shard's name, its writer's tag: "pid@host" (".shard-00042.jsonl.4242@node7.tmp"), or
+    /// "" for the untagged name of earlier versions (".shard-00042.jsonl.tmp"); nil for other names.
+    static func tempShardTag(_ name: String) -> String? {
+        guard name.hasPrefix(".shard-"), name.hasSuffix(".tmp") else { return nil }
+        let middle = name.dropFirst(".shard-".count).dropLast(".tmp".count)
+        let digits = middle.prefix { $0.isASCII && $0.isNumber }
+        guard !digits.isEmpty else { return nil }
+        let rest = middle.dropFirst(digits.count)
+        if rest == ".jsonl" { return "" }
+        guard rest.hasPrefix(".jsonl."), rest.count > ".jsonl.".count else { return nil }
+        let tag = String(rest.dropFirst(".jsonl.".count))
+        return tag.contains("@") ? tag : nil
     }
 
     /// Scans `directory` (a missing one is an empty state): reads every complete shard and collects its
-    /// ids; deletes stale temporary shards. A shard line that is not a JSON object with a string "id",
+    /// ids; deletes stale temporary shards (see above). A shard line that is not a JSON object with a string "id",
     /// or an id seen twice, is an error naming file and line.
     public static func scan(_ directory: URL) throws -> ResumeState {
         guard DurableFile.isDirectory(directory) else {
             return ResumeState(doneIDs: [], nextShardIndex: 0, records: 0, errorRecords: 0, shards: 0,
-                               removedTempFiles: 0)
+                               removedTempFiles: 0, keptTempFiles: [])
         }
         let names: [String]
         do {
@@ -57,7 +73,13 @@ public struct ResumeState: Sendable {
             throw OutputError.io(path: directory.path, operation: "listing", reason: "\(error.localizedDescription)")
         }
         var removed = 0
-        for name in names where isTempShard(name) {
+        var kept: [String] = []
+        for name in names.sorted() {
+            guard let tag = tempShardTag(name) else { continue }
+            guard tag.isEmpty || OutputLock.isDeadOrSelf(tag: tag) else {
+                kept.append(name)
+                continue
+            }
             let path = directory.appendingPathComponent(name).path
             guard unlink(path) == 0 else {
                 throw OutputError.io(path: path, operation: "deleting", reason: DurableFile.errnoText())
@@ -85,7 +107,8 @@ public struct ResumeState: Sendable {
             }
         }
         return ResumeState(doneIDs: ids, nextShardIndex: (shards.last?.0).map { $0 + 1 } ?? 0, records: records,
-                           errorRecords: errors, shards: shards.count, removedTempFiles: removed)
+                           errorRecords: errors, shards: shards.count, removedTempFiles: removed,
+                           keptTempFiles: kept)
     }
 
     /// Calls `body(line, id, status)` for every record of a shard.

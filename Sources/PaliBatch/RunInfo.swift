@@ -107,9 +107,10 @@ public struct RunInfo: Sendable {
         ])
     }
 
-    /// Writes run.json atomically; `url` is the file or the output directory.
+    /// Writes run.json atomically; `url` is the file (a path ending in "run.json") or the output directory,
+    /// which must exist (`OutputError.directoryGone` otherwise).
     public func write(to url: URL) throws {
-        try DurableFile.replace(RunInfo.file(url), with: json.prettyEncoded() + "\n")
+        try DurableFile.replace(DurableFile.metadataFile(url, named: RunInfo.fileName), with: json.prettyEncoded() + "\n")
     }
 
     /// Reads run.json; `url` is the file or the output directory.

@@ -121,10 +121,11 @@ public final class RunStats: @unchecked Sendable {
         return loads.isEmpty ? [] : [("load_s", .double(loads.max()!, decimals: 3))]
     }
 
-    /// Writes stats.json atomically; `url` is the file or the output directory.
+    /// Writes stats.json atomically; `url` is the file (a path ending in "stats.json") or the output
+    /// directory, which must exist: when it is gone (deleted during the run) this throws
+    /// `OutputError.directoryGone` rather than write a file where the folder was.
     public func write(to url: URL) throws {
-        let file = DurableFile.isDirectory(url) ? url.appendingPathComponent(RunStats.fileName) : url
-        try DurableFile.replace(file, with: json.prettyEncoded() + "\n")
+        try DurableFile.replace(DurableFile.metadataFile(url, named: RunStats.fileName), with: json.prettyEncoded() + "\n")
     }
 }
 

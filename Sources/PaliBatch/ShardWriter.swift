@@ -1,9 +1,10 @@
-// Shards of output records. A shard is written under a temporary name and renamed into place only when
+// Shards of output records. A shard is written under a temporary name and put in place only when
 // whole, so after a crash the output directory holds complete shards and at most one temporary file:
 //
-//   out/shard-00000.jsonl        complete: shardSize records, fsynced, renamed, folder fsynced
-//   out/shard-00001.jsonl        complete
-//   out/.shard-00002.jsonl.tmp   being written (a killed run leaves it; ResumeState deletes it)
+//   out/shard-00000.jsonl                    complete: shardSize records, fsynced, linked, folder fsynced
+//   out/shard-00001.jsonl                    complete
+//   out/.shard-00002.jsonl.4242@node7.tmp    being written by process 4242 on node7 (a killed run leaves
+//                                            it; ResumeState deletes it once that process is gone)
 import Foundation
 
 /// Appends records to numbered shards of `shardSize` records each. Thread-safe: `finish()` may be called
@@ -22,16 +23,23 @@ public final class ShardWriter: @unchecked Sendable {
 
     /// "shard-00042.jsonl".
     public static func shardName(_ index: Int) -> String { "shard-" + pad(index) + ".jsonl" }
-    /// ".shard-00042.jsonl.tmp".
-    public static func tempName(_ index: Int) -> String { ".shard-" + pad(index) + ".jsonl.tmp" }
+    /// "pid@host" of this process: temporary shards carry it, so that a resume deletes only those of this
+    /// process or of a dead one (`ResumeState.scan`), never another live run's.
+    public static var ownerTag: String { "\(getpid())@\(OutputLock.hostName)" }
+
+    /// ".shard-00042.jsonl.4242@node7.tmp" (`tag`: the writing process, `ownerTag`).
+    public static func tempName(_ index: Int, tag: String = ownerTag) -> String {
+        ".shard-" + pad(index) + ".jsonl." + tag + ".tmp"
+    }
 
     private static func pad(_ index: Int) -> String {
         let digits = String(index)
         return String(repeating: "0", count: max(0, 5 - digits.count)) + digits
     }
 
-    /// Output dir must exist or is created. Records go to ".shard-%05d.jsonl.tmp"; when it holds
-    /// `shardSize` records it is flushed, fsynced, renamed to "shard-%05d.jsonl" and the folder fsynced.
+    /// Output dir must exist or is created. Records go to ".shard-%05d.jsonl.PID@HOST.tmp"; when it holds
+    /// `shardSize` records it is flushed, fsynced, linked to "shard-%05d.jsonl" (never over an existing
+    /// file) and the folder fsynced.
     /// `firstIndex` is the first shard number to use (`ResumeState.nextShardIndex` on a resume).
     public init(directory: URL, shardSize: Int, firstIndex: Int) throws {
         guard shardSize >= 1 else { throw OutputError.invalidShardSize(shardSize) }
@@ -71,6 +79,7 @@ public final class ShardWriter: @unchecked Sendable {
                     buffer.removeAll(keepingCapacity: true)
                 }
             } catch {
+                let error = explained(error)
                 failure = error
                 throw error
             }
@@ -86,13 +95,20 @@ public final class ShardWriter: @unchecked Sendable {
             do {
                 try complete()
             } catch {
+                let error = explained(error)
                 failure = error
                 throw error
             }
         }
     }
 
-    private var tempPath: String { directory.appendingPathComponent(ShardWriter.tempName(index)).path }
+    private let tag = ShardWriter.ownerTag
+    private var tempPath: String { directory.appendingPathComponent(ShardWriter.tempName(index, tag: tag)).path }
+
+    /// A failure caused by the output directory's disappearance says so.
+    private func explained(_ error: Error) -> Error {
+        DurableFile.isDirectory(directory) ? error : OutputError.directoryGone(path: directory.path)
+    }
 
     private func checkHealthy() throws {
         // After a failed write the temporary shard's content is unknown: never complete it.
@@ -109,8 +125,7 @@ public final class ShardWriter: @unchecked Sendable {
         try DurableFile.fsyncFD(fd, path: temp)
         close(fd)
         fd = -1
-        if access(final, F_OK) == 0 { throw OutputError.shardExists(path: final) }
-        try DurableFile.rename(temp, final)
+        try DurableFile.publish(temp, as: final)
         try DurableFile.syncDirectory(directory.path)
         completed.append(name)
         index += 1

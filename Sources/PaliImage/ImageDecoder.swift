@@ -73,11 +73,36 @@ public struct ImageDecoder: Sendable {
         try header(data: Self.readFile(url), name: url.path)
     }
 
+    /// The file's bytes. Errors say what the system said ("No such file or directory", "Too many levels of
+    /// symbolic links", "Permission denied"), or that the path is a directory, a FIFO or a socket (opened
+    /// without blocking, so a FIFO with no writer cannot hang the caller).
     static func readFile(_ url: URL) throws -> [UInt8] {
-        do {
-            return try [UInt8](Data(contentsOf: url))
-        } catch {
-            throw ImageError.unreadable(path: url.path, reason: (error as NSError).localizedDescription)
+        let path = url.path
+        func failure(_ reason: String) -> ImageError { .unreadable(path: path, reason: reason) }
+        func systemError() -> ImageError { failure(String(cString: strerror(errno))) }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw systemError() }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw systemError() }
+        switch info.st_mode & S_IFMT {
+        case S_IFDIR: throw failure("it is a directory, not an image file")
+        case S_IFIFO: throw failure("it is a FIFO, not an image file")
+        case S_IFSOCK: throw failure("it is a socket, not an image file")
+        default: break
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        var bytes: [UInt8] = []
+        if info.st_mode & S_IFMT == S_IFREG { bytes.reserveCapacity(Int(info.st_size)) }
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw systemError()
+            }
+            if n == 0 { return bytes }
+            bytes.append(contentsOf: chunk[0..<n])
         }
     }
 }

@@ -96,6 +96,10 @@ public enum BatchRun {
         return status
     }
 
+    /// Whether this process is rank 0 by its launcher's variables, or not started by a launcher: the one
+    /// that reports errors found before MPI starts (every rank finds them; one says so).
+    public static var isRankZeroOrAlone: Bool { (MPITransport.launcherRank() ?? 0) == 0 }
+
     private static func fail(_ message: String) -> Int32 {
         FileHandle.standardError.write(Data("paligemma run: \(message)\n".utf8))
         return 2

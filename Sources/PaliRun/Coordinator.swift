@@ -32,6 +32,8 @@ final class Coordinator {
     /// Whether the record about to be written was already counted in `stats` (with its token counts).
     private var counted = false
     private var workerStats: [Int: [String: Double]] = [:]
+    /// The output directory's lock, held from `prepare` to the end of `run` (every return and throw).
+    private var outputLock: OutputLock?
 
     init(context: RankContext, bundle: ModelBundle, stagePlan: StagePlan, config: RunConfiguration) throws {
         self.context = context
@@ -52,6 +54,7 @@ final class Coordinator {
 
     /// Runs the job; returns the process exit status.
     func run() throws -> Int32 {
+        defer { outputLock?.release() }
         let setup: (total: Int, resume: ResumeState, writer: ShardWriter, reader: ManifestReader)
         do {
             setup = try prepare()
@@ -61,6 +64,11 @@ final class Coordinator {
             return 2
         }
         let (total, resume, writer, reader) = setup
+        if !resume.keptTempFiles.isEmpty {
+            log("left \(resume.keptTempFiles.count) temporary shard(s) of other processes in \(config.outputDirectory.path) "
+                + "(\(resume.keptTempFiles.prefix(4).joined(separator: ", "))): they are another host's or a running "
+                + "process's; delete them once no run writes there (their records are not counted as done)")
+        }
         stats = RunStats(skipped: resume.doneIDs.count)
         let remaining = max(0, total - resume.doneIDs.count)
         let progress = ProgressReporter(total: total, alreadyDone: resume.doneIDs.count,
@@ -133,6 +141,8 @@ final class Coordinator {
     /// failed: the writer then refuses) and writes stats.json with outcome "failed". Best effort: the
     /// job is aborted next whatever happens here.
     private func failed(_ error: Error, writer: ShardWriter) {
+        // With the folder gone there is nothing to keep or to write to; the abort's message says so.
+        if case OutputError.directoryGone = error { return }
         do {
             try writer.finish()
         } catch let finishError {
@@ -147,14 +157,47 @@ final class Coordinator {
 
     // MARK: Setup
 
+    /// Checks the image root, takes the output directory's lock (`OutputLock`: a second run on a folder in
+    /// use is refused here, before it reads or deletes anything there), checks the manifest, scans what
+    /// earlier runs finished and writes run.json. On failure the lock is released, and an output
+    /// directory this call created is removed again if it is still empty.
     private func prepare() throws -> (Int, ResumeState, ShardWriter, ManifestReader) {
-        let total = try ManifestReader.validate(config.manifest, options: config.manifestOptions)
-        let fm = FileManager.default
+        if let root = config.manifestOptions.imageRoot { try Self.checkImageRoot(root) }
+        let output = config.outputDirectory
+        let existed = DurableFile.exists(output)
         do {
-            try fm.createDirectory(at: config.outputDirectory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         } catch {
-            throw RunError.setup("cannot create the output directory \(config.outputDirectory.path): \(error.localizedDescription)")
+            throw RunError.setup("cannot create the output directory \(output.path): \(error.localizedDescription)")
         }
+        do {
+            let lock = try OutputLock.acquire(directory: output)
+            outputLock = lock
+            if let note = lock.note { log(note) }
+            return try prepareLocked()
+        } catch {
+            outputLock?.release()
+            outputLock = nil
+            if !existed { rmdir(output.path) }   // only when empty
+            throw error
+        }
+    }
+
+    /// `--image-root` must be an existing folder: otherwise every job would become an error record (which
+    /// a resume skips).
+    static func checkImageRoot(_ root: URL) throws {
+        var info = stat()
+        guard stat(root.path, &info) == 0 else {
+            throw RunError.setup("--image-root \(root.path): \(String(cString: strerror(errno))); every image "
+                                 + "must lie under that folder, so nothing would run: give an existing folder")
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw RunError.setup("--image-root \(root.path) is not a directory: give the folder the images must lie in")
+        }
+    }
+
+    private func prepareLocked() throws -> (Int, ResumeState, ShardWriter, ManifestReader) {
+        let total = try ManifestReader.validate(config.manifest, options: config.manifestOptions)
         let resume = try ResumeState.scan(config.outputDirectory)
         try RunRecordFiles.checkAndWriteRunInfo(config: config, bundle: ModelBundleSummary(imageSize: bundle.hyper.vision.imageSize),
                                                 layout: layout, stagePlan: stagePlan)

@@ -1,12 +1,14 @@
-// SIGTERM, SIGINT and SIGUSR1 (Slurm's warning before a time limit) ask the coordinator to stop: it
-// completes the current shard, tells the other ranks to stop, writes stats.json and exits 128 + signal
-// so that a requeue resumes the job. Worker ranks record the signal but do not act on it: launchers
+// SIGTERM, SIGINT, SIGUSR1 (Slurm's warning before a time limit), SIGHUP (the terminal or ssh session
+// closed) and SIGQUIT (Ctrl-\) ask the coordinator to stop: it completes the current shard, tells the
+// other ranks to stop, writes stats.json and exits 128 + signal so that a requeue resumes the job.
+// SIGQUIT's default action (a core dump; the Swift runtime's 30-second backtrace) would lose the shard
+// being written and say nothing useful about a batch job, so it is one more polite stop here. Worker ranks record the signal but do not act on it: launchers
 // forward signals to every rank, and a worker that exited on its own would make mpirun kill the
 // coordinator before it has written the shard.
 //
 // Mechanism. `start()` runs first thing in `BatchRun.main`, on the main thread, before MPI_Init and
 // before any thread of ours exists:
-//   1. it blocks the three signals in the calling thread (pthread_sigmask); every thread created later
+//   1. it blocks the stop signals in the calling thread (pthread_sigmask); every thread created later
 //      (MPI's, OpenBLAS's when it grows its pool, the ranks' and communication threads) inherits the mask;
 //   2. it starts one thread that loops on sigwait() and records the first signal under a lock: a
 //      process-directed signal is delivered to that thread, whatever the other threads are doing;
@@ -22,7 +24,7 @@ import Darwin
 #endif
 
 enum StopSignal {
-    static let signals: [Int32] = [SIGTERM, SIGINT, SIGUSR1]
+    static let signals: [Int32] = [SIGTERM, SIGINT, SIGUSR1, SIGHUP, SIGQUIT]
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var received: Int32 = 0
@@ -38,7 +40,7 @@ enum StopSignal {
         return received
     }
 
-    /// Blocks SIGTERM, SIGINT and SIGUSR1 in the calling thread and starts the thread that waits for
+    /// Blocks the stop signals (`signals`) in the calling thread and starts the thread that waits for
     /// them. Call it on the main thread before any other thread is started. Idempotent.
     static func start() {
         lock.lock()
@@ -113,6 +115,8 @@ enum StopSignal {
         case SIGTERM: return "SIGTERM"
         case SIGINT: return "SIGINT"
         case SIGUSR1: return "SIGUSR1"
+        case SIGHUP: return "SIGHUP"
+        case SIGQUIT: return "SIGQUIT"
         default: return "signal \(sig)"
         }
     }

@@ -106,10 +106,17 @@ final class VisionWorker {
         }
         switch error {
         case .tooLarge: return JobFailure(kind: "image_too_large", message: error.description)
-        case .unreadable where !FileManager.default.fileExists(atPath: path):
+        case .unreadable where isMissing(path):
             return JobFailure(kind: "missing_image", message: "\(path): no such file; check the manifest's image path")
         default: return JobFailure(kind: "unreadable_image", message: error.description)
         }
+    }
+
+    /// Whether nothing is at `path` (ENOENT, a dangling symlink included). A path that exists but cannot be
+    /// opened (a symlink loop, permissions, a directory) is not missing: its error says what it is.
+    static func isMissing(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) != 0 && (errno == ENOENT || errno == ENOTDIR)
     }
 }
 

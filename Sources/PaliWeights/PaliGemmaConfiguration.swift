@@ -83,6 +83,19 @@ public struct PaliGemmaConfiguration: Codable, Sendable, Equatable {
             self = try decoder.decode(PaliGemmaConfiguration.self, from: data)
         } catch let error as WeightsError {
             throw error
+        } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
+            // A syntax error, or a number of the wrong kind for its key: Foundation says "not valid JSON" for both.
+            let (key, detail) = ConfigurationDiagnosis.explain(data) { candidate in
+                do {
+                    _ = try decoder.decode(PaliGemmaConfiguration.self, from: candidate)
+                    return false
+                } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
+                    return true
+                } catch {
+                    return false
+                }
+            }
+            throw WeightsError.invalidConfiguration(path: path, key: key, detail: detail)
         } catch let error as DecodingError {
             throw Self.describe(error, path: path)
         }

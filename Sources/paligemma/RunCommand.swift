@@ -16,7 +16,8 @@ struct RunCommand: ParsableCommand {
             Input: --manifest FILE (.jsonl lines {"id", "image", "prompt", ...extra fields}, or .csv with those
             columns), or --images DIR with --prompt. Output in --output-dir: shard-00000.jsonl, ... (each
             written whole, then renamed), run.json and stats.json. Rerunning the same command resumes: ids in
-            complete shards are skipped. SIGTERM/SIGINT/SIGUSR1 write what is done and exit 128 + signal.
+            complete shards are skipped. SIGTERM/SIGINT/SIGUSR1/SIGHUP/SIGQUIT write what is done and exit
+            128 + signal. One run per output folder at a time: a second is refused (run.lock names the holder).
 
             Layout under mpirun -np N (or srun --mpi=pmix -n N; the size comes from MPI): rank 0 coordinates;
             the other ranks form R replicas of V vision ranks and S decoder stages, N = 1 + R·(V+S). Example:
@@ -80,8 +81,9 @@ struct RunCommand: ParsableCommand {
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         if let t = visionThreads, t < 1 { throw ValidationError("--vision-threads must be at least 1") }
         if !(peerTimeout > 0) { throw ValidationError("--peer-timeout must be positive") }
+        if !(progressInterval > 0) { throw ValidationError("--progress-interval must be a positive number of seconds") }
         if let h = heartbeatInterval {
-            if !(h > 0) { throw ValidationError("--heartbeat-interval must be positive") }
+            if !(h > 0 && h.isFinite) { throw ValidationError("--heartbeat-interval must be a positive number of seconds") }
             if h * 2 > peerTimeout {
                 throw ValidationError("--heartbeat-interval must be at most half of --peer-timeout (\(peerTimeout) s), or a live rank "
                                       + "can look silent between two heartbeats")
@@ -94,7 +96,15 @@ struct RunCommand: ParsableCommand {
         let description: String
         if let manifest {
             let url = URL(fileURLWithPath: manifest).standardizedFileURL
-            source = try ManifestSource.file(url)
+            do {
+                source = try ManifestSource.file(url)
+            } catch {
+                // A setup error (exit 2, docs/operations.md §8), said once: by rank 0, or the only process.
+                if BatchRun.isRankZeroOrAlone {
+                    FileHandle.standardError.write(Data("paligemma run: \(error)\n".utf8))
+                }
+                throw ExitCode(2)
+            }
             description = url.path
         } else {
             let url = URL(fileURLWithPath: images!).standardizedFileURL

@@ -38,10 +38,7 @@ struct TokenizeCommand: ParsableCommand {
             let ids = model.encode(text)
             out.write(ids: ids, text: model.decode(ids, skipSpecialTokens: false))
         } else if let textFile {
-            guard let data = FileManager.default.contents(atPath: textFile) else {
-                throw ValidationError("cannot read --text-file \(textFile): check that the file exists")
-            }
-            let bytes = [UInt8](data)
+            let bytes = try readAll(textFile)
             bytes.withUnsafeBufferPointer { buffer in
                 var start = 0
                 while start < buffer.count {  // a final newline ends the last line
@@ -55,6 +52,26 @@ struct TokenizeCommand: ParsableCommand {
             }
         }
         out.flush()
+    }
+}
+
+/// Every byte of `path`, read to its end: a regular file, /dev/null, a pipe or process substitution
+/// (`--text-file <(...)`) alike. Errors name the file and say what the system said (no such file, a
+/// directory, permissions).
+func readAll(_ path: String) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw ValidationError("cannot read --text-file \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = read(fd, &chunk, chunk.count)
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw ValidationError("cannot read --text-file \(path): \(String(cString: strerror(errno)))")
+        }
+        if n == 0 { return bytes }
+        bytes.append(contentsOf: chunk[0..<n])
     }
 }
 

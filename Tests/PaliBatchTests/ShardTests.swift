@@ -23,7 +23,11 @@ private func ids(_ url: URL) throws -> [String] {
     #expect(ShardWriter.shardName(0) == "shard-00000.jsonl")
     #expect(ShardWriter.shardName(42) == "shard-00042.jsonl")
     #expect(ShardWriter.shardName(123_456) == "shard-123456.jsonl")
-    #expect(ShardWriter.tempName(7) == ".shard-00007.jsonl.tmp")
+    #expect(ShardWriter.tempName(7, tag: "4242@node7") == ".shard-00007.jsonl.4242@node7.tmp")
+    #expect(ShardWriter.tempName(7) == ".shard-00007.jsonl.\(getpid())@\(OutputLock.hostName).tmp")
+    #expect(ResumeState.tempShardTag(".shard-00042.jsonl.4242@node7.example.tmp") == "4242@node7.example")
+    #expect(ResumeState.tempShardTag(".shard-00042.jsonl.tmp") == "")
+    #expect(ResumeState.tempShardTag(".shard-00042.jsonl.notag.tmp") == nil)
     #expect(ResumeState.shardIndex("shard-00042.jsonl") == 42)
     #expect(ResumeState.shardIndex("shard-123456.jsonl") == 123_456)
     #expect(ResumeState.shardIndex("shard-42.jsonl") == nil)
@@ -42,7 +46,7 @@ private func ids(_ url: URL) throws -> [String] {
     #expect(writer.pendingRecords == 1)
     // The partial shard exists only under its temporary name.
     #expect(try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
-            == [".shard-00002.jsonl.tmp", "shard-00000.jsonl", "shard-00001.jsonl"])
+            == [ShardWriter.tempName(2), "shard-00000.jsonl", "shard-00001.jsonl"])
     #expect(try ids(out.appendingPathComponent("shard-00000.jsonl")) == ["r0", "r1", "r2"])
     #expect(try ids(out.appendingPathComponent("shard-00001.jsonl")) == ["r3", "r4", "r5"])
 
@@ -103,7 +107,7 @@ private func ids(_ url: URL) throws -> [String] {
         for i in 0..<10 { try writer.append(record("job\(i)", status: i == 5 ? .error : .ok)) }
         #expect(writer.pendingRecords == 2)
     }
-    #expect(try dir.names() == [".shard-00002.jsonl.tmp", "shard-00000.jsonl", "shard-00001.jsonl"])
+    #expect(try dir.names() == [ShardWriter.tempName(2), "shard-00000.jsonl", "shard-00001.jsonl"])
     try dir.write("run.json", "{}")     // other files are ignored
 
     let state = try ResumeState.scan(dir.url)

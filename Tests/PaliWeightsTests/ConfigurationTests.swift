@@ -198,6 +198,29 @@ import Testing
         }
     }
 
+    /// Foundation's JSONDecoder says "not valid JSON", with no key, for a number that does not fit its
+    /// key's type: the message must name the key and say what is wrong with it (issue 13).
+    @Test(arguments: [
+        (#"{"text_config": {"num_hidden_layers": 4.5}}"#, "text_config.num_hidden_layers", "4.5 is not an integer"),
+        (#"{"text_config": {"rms_norm_eps": 1e-6, "num_hidden_layers": 2.5}}"#, "text_config.num_hidden_layers",
+         "2.5 is not an integer"),
+        (#"{"vision_config": {"hidden_size": 1e400}}"#, "vision_config.hidden_size", "1e400 is out of range"),
+        (#"{"image_token_index": 257152.5, "text_config": {"rope_theta": 10000.0}}"#, "image_token_index", "not an integer"),
+        (#"{"text_config": {"num_hidden_layers": 2}"#, "", "not valid JSON"),
+    ])
+    func aNumberOfTheWrongKindIsNamedByItsKey(json: String, key: String, words: String) {
+        do {
+            _ = try PaliGemmaConfiguration(data: Data(json.utf8), path: "/m/config.json")
+            Issue.record("\(json) was accepted")
+        } catch let error as WeightsError {
+            guard case .invalidConfiguration(_, let k, _) = error else { Issue.record("\(error)"); return }
+            #expect(k == key && error.description.contains(words), "\(json): \(error)")
+            if !key.isEmpty { #expect(!error.description.contains("not valid JSON"), "\(error)") }
+        } catch {
+            Issue.record("\(json): \(error)")
+        }
+    }
+
     @Test func missingConfigFile() {
         #expect {
             _ = try PaliGemmaConfiguration(contentsOf: fixture("configs/nope/config.json"))

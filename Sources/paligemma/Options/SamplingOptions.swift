@@ -20,9 +20,13 @@ struct SamplingOptions: ParsableArguments {
 
     func validate() throws {
         if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
-        if temperature < 0 { throw ValidationError("--temperature must be ≥ 0") }
+        // Float(argument:) accepts "nan", "inf" and "infinity": refuse them here, or NaN would sample garbage
+        // and could not even be written to run.json.
+        if !temperature.isFinite || temperature < 0 {
+            throw ValidationError("--temperature must be a finite number ≥ 0 (0 is greedy), not \(temperature)")
+        }
         if let k = topK, k < 1 { throw ValidationError("--top-k must be at least 1") }
-        if let p = topP, !(p > 0 && p <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
+        if let p = topP, !(p > 0 && p <= 1) { throw ValidationError("--top-p must be a number in (0, 1], not \(p)") }
     }
 
     var parameters: SamplingParameters {
