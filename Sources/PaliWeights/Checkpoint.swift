@@ -182,42 +182,33 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// The tensor as F32, which must have exactly `expected` shape. Marks it used.
     public func tensor(_ name: String, shape expected: [Int]) throws -> Tensor {
-        let canonical = TensorNames.canonical(name)
-        guard let location = locations[canonical], let info = location.file.info(location.diskName) else {
-            throw WeightsError.tensorNotFound(path: directory.path, tensor: canonical)
-        }
-        guard info.shape == expected else {
-            throw WeightsError.shapeMismatch(path: location.file.path, tensor: canonical, expected: expected, actual: info.shape)
-        }
-        let t = try location.file.tensor(location.diskName)
-        markUsed(canonical)
-        return t
+        try read(name, shape: expected) { try $0.tensor($1) }
     }
 
     /// The tensor as F32, whatever its shape. Marks it used.
     public func tensor(_ name: String) throws -> Tensor {
-        let canonical = TensorNames.canonical(name)
-        guard let location = locations[canonical] else {
-            throw WeightsError.tensorNotFound(path: directory.path, tensor: canonical)
-        }
-        let t = try location.file.tensor(location.diskName)
-        markUsed(canonical)
-        return t
+        try read(name, shape: nil) { try $0.tensor($1) }
     }
 
     /// The rows of matrix `name` (which must have exactly `expected` shape) for packing in pieces whose
     /// file pages are released as packing goes (`SafetensorsFile.matrixRows`). Marks it used.
     public func matrix(_ name: String, shape expected: [Int]) throws -> MatrixRows {
+        try read(name, shape: expected) { try $0.matrixRows($1) }
+    }
+
+    /// Finds `name`, checks its shape (when `expected` is given), reads it with `body` (file, on-disk
+    /// name) and marks it used.
+    private func read<T>(_ name: String, shape expected: [Int]?, _ body: (SafetensorsFile, String) throws -> T) throws -> T {
         let canonical = TensorNames.canonical(name)
         guard let location = locations[canonical], let info = location.file.info(location.diskName) else {
             throw WeightsError.tensorNotFound(path: directory.path, tensor: canonical)
         }
-        guard info.shape == expected else {
+        if let expected, info.shape != expected {
             throw WeightsError.shapeMismatch(path: location.file.path, tensor: canonical, expected: expected, actual: info.shape)
         }
-        let rows = try location.file.matrixRows(location.diskName)
+        let value = try body(location.file, location.diskName)
         markUsed(canonical)
-        return rows
+        return value
     }
 
     /// Called by model code with the source bytes of each matrix piece packed.
