@@ -6,14 +6,22 @@ public enum ModelPresets {
         public var description: String { "unknown preset '\(name)': use one of \(ModelPresets.names.joined(separator: ", "))" }
     }
 
-    public static let names = ["pg1-3b-224", "pg2-3b-224"]
+    /// The 3B models at 224, 448 and 896 px (256, 1,024 and 4,096 image tokens in the prefix).
+    public static let names = ["pg1-3b-224", "pg1-3b-448", "pg1-3b-896", "pg2-3b-224", "pg2-3b-448", "pg2-3b-896"]
 
     public static func named(_ name: String) throws -> PaliGemmaHyperparameters {
-        switch name {
-        case "pg1-3b-224": return paligemma3b224
-        case "pg2-3b-224": return paligemma2_3b224
+        let parts = name.split(separator: "-")
+        guard parts.count == 3, parts[1] == "3b", let size = Int(parts[2]), [224, 448, 896].contains(size) else {
+            throw UnknownPreset(name: name)
+        }
+        var hyper: PaliGemmaHyperparameters
+        switch parts[0] {
+        case "pg1": hyper = paligemma3b224
+        case "pg2": hyper = paligemma2_3b224
         default: throw UnknownPreset(name: name)
         }
+        hyper.vision.imageSize = size   // same weights but the position table: (size/14)² patches
+        return hyper
     }
 
     /// SigLIP-So400m/14 at 224 px (SPEC §1.1).

@@ -15,7 +15,7 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Time vision, prefill and decode on random weights; print JSON.")
 
-    @Option(help: "Model shape preset: pg1-3b-224 or pg2-3b-224.") var preset: String = "pg1-3b-224"
+    @Option(help: "Model shape preset: pg1-3b-224, pg2-3b-224, or the same at 448 or 896 px (pg1-3b-448, …).") var preset: String = "pg1-3b-224"
     @Option(help: "Vision layers (default: the preset's).") var visionLayers: Int?
     @Option(help: "Decoder layers (default: the preset's).") var textLayers: Int?
     @Option(help: "Text tokens after the image tokens in the prefill prompt.") var promptTokens: Int = 8

@@ -74,7 +74,8 @@ def flops(v, d, tokens):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="pg1-3b-224", choices=sorted(TEXT))
+    ap.add_argument("--preset", default="pg1-3b-224",
+                    choices=[f"{k[:-4]}-{s}" for k in sorted(TEXT) for s in (224, 448, 896)])
     ap.add_argument("--vision-layers", type=int)
     ap.add_argument("--text-layers", type=int)
     ap.add_argument("--prompt-tokens", type=int, default=8)
@@ -86,7 +87,8 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
 
-    v, d = dict(VISION), dict(TEXT[a.preset])
+    family, size = a.preset.rsplit("-", 1)
+    v, d = dict(VISION, image_size=int(size)), dict(TEXT[family + "-224"])
     if a.vision_layers is not None:
         v["num_hidden_layers"] = a.vision_layers
     if a.text_layers is not None:
