@@ -39,10 +39,13 @@ let package = Package(
         .target(name: "CImageCodecs", cSettings: cCPUFlags,
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
 
+        // JSON: one value type (key order and number text kept), a strict parser, the encoder of records.
+        .target(name: "PaliJSON"),
+
         // Kernels: Tensor, packed-weight GEMM (CKernels), OpenBLAS for the rest, norms, activations, RoPE, attention.
         .target(name: "PaliTensor", dependencies: ["CBLAS", "CKernels"], swiftSettings: cpuFlags),
         // Weights: safetensors (mmap, f32/bf16/f16, sharded index), config.json.
-        .target(name: "PaliWeights", dependencies: ["PaliTensor", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+        .target(name: "PaliWeights", dependencies: ["PaliJSON", "PaliTensor", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
                 swiftSettings: cpuFlags),
         // Inputs: SentencePiece tokenizer.
         .target(name: "PaliTokenizer"),
@@ -53,7 +56,7 @@ let package = Package(
         .target(name: "PaliModels", dependencies: ["PaliTensor", "PaliWeights"], swiftSettings: cpuFlags),
 
         // Generation: prompt format, prefill/decode with KV caches, sampler, task parsers.
-        .target(name: "PaliGeneration", dependencies: ["PaliModels", "PaliTensor", "PaliTokenizer", "PaliWeights", "PaliImage"],
+        .target(name: "PaliGeneration", dependencies: ["PaliJSON", "PaliModels", "PaliTensor", "PaliTokenizer", "PaliWeights", "PaliImage"],
                 swiftSettings: cpuFlags),
 
         // Pipeline: transports (MPI, in-process), wire format, layout and stage planning.
@@ -61,9 +64,9 @@ let package = Package(
         // Rank program for the real-mpirun tests of PaliPipeline (ring of messages, crash, hang).
         .executableTarget(name: "pipeline-selftest", dependencies: ["PaliPipeline"]),
         // Batch files: manifests (JSONL/CSV/folder), output records, shards, resume, run.json/stats.json, progress.
-        .target(name: "PaliBatch"),
+        .target(name: "PaliBatch", dependencies: ["PaliJSON"]),
         // `paligemma run`: coordinator, vision ranks and decoder stages over a Transport.
-        .target(name: "PaliRun", dependencies: ["PaliBatch", "PaliPipeline", "PaliGeneration", "PaliModels", "PaliImage",
+        .target(name: "PaliRun", dependencies: ["PaliJSON", "PaliBatch", "PaliPipeline", "PaliGeneration", "PaliModels", "PaliImage",
                                                 "PaliTensor", "PaliWeights"],
                 swiftSettings: cpuFlags),
 
@@ -71,22 +74,23 @@ let package = Package(
             name: "paligemma",
             dependencies: [
                 "PaliTensor", "PaliWeights", "PaliTokenizer", "PaliImage", "PaliModels", "PaliGeneration",
-                "PaliBatch", "PaliRun",
+                "PaliJSON", "PaliBatch", "PaliRun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags),
 
+        .testTarget(name: "PaliJSONTests", dependencies: ["PaliJSON"]),
         .testTarget(name: "PaliTensorTests", dependencies: ["PaliTensor"], swiftSettings: cpuFlags),
-        .testTarget(name: "PaliWeightsTests", dependencies: ["PaliWeights"]),
+        .testTarget(name: "PaliWeightsTests", dependencies: ["PaliWeights", "PaliJSON"]),
         .testTarget(name: "PaliTokenizerTests", dependencies: ["PaliTokenizer"]),
         .testTarget(name: "PaliModelsTests", dependencies: ["PaliModels", "PaliGeneration", "PaliWeights", "PaliTensor", "PaliImage"],
                     swiftSettings: cpuFlags),
         .testTarget(name: "PaliImageTests", dependencies: ["PaliImage", "PaliWeights"]),
         .testTarget(name: "PaliPipelineTests", dependencies: ["PaliPipeline"]),
-        .testTarget(name: "PaliBatchTests", dependencies: ["PaliBatch"]),
-        .testTarget(name: "PaliRunTests", dependencies: ["PaliRun", "PaliGeneration", "PaliImage", "PaliTensor"],
+        .testTarget(name: "PaliBatchTests", dependencies: ["PaliBatch", "PaliJSON"]),
+        .testTarget(name: "PaliRunTests", dependencies: ["PaliRun", "PaliBatch", "PaliJSON", "PaliGeneration", "PaliImage", "PaliTensor"],
                     swiftSettings: cpuFlags),
-        .testTarget(name: "PaliTasksTests", dependencies: ["PaliGeneration", "PaliModels", "PaliWeights", "PaliTensor", "PaliImage",
+        .testTarget(name: "PaliTasksTests", dependencies: ["PaliJSON", "PaliGeneration", "PaliModels", "PaliWeights", "PaliTensor", "PaliImage",
                                                         .product(name: "ZIPFoundation", package: "ZIPFoundation")],
                     swiftSettings: cpuFlags),
     ]

@@ -7,6 +7,7 @@
 // Relative image paths resolve against the manifest's folder. With an image root, a path whose
 // resolved form ("..", symlinks) lies outside it gets a per-entry `pathError` (the run goes on).
 import Foundation
+import PaliJSON
 
 public enum ManifestFormat: Sendable, Equatable {
     /// One JSON object per line.
@@ -430,20 +431,6 @@ public final class ManifestReader {
             guard stat(url.appendingPathComponent(name).path, &info) == 0 else { return true }
             return (info.st_mode & S_IFMT) != S_IFDIR
         }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-    }
-}
-
-extension JSONValue {
-    /// "an object", "a string", ... for messages.
-    var kindName: String {
-        switch self {
-        case .null: return "null"
-        case .bool: return "a boolean"
-        case .number: return "a number"
-        case .string: return "a string"
-        case .array: return "an array"
-        case .object: return "an object"
-        }
     }
 }
 

@@ -4,6 +4,7 @@
 //    "model": {"directory": "/models/pg", "config_sha256": "…", "weights": [{"name": "…", "bytes": 123}]},
 //    "settings": {"max_tokens": 32, ...}, "layout": {...}}
 import Foundation
+import PaliJSON
 
 /// Which model a run used: the SHA-256 of its config.json and the names and sizes of its weight files
 /// (hashing gigabytes of weights at every start would cost minutes; names and sizes catch a swap).
@@ -177,23 +178,5 @@ public struct RunInfo: Sendable {
             }
         }
         return out
-    }
-}
-
-extension JSONValue {
-    /// JSON with two-space indentation (objects and arrays of scalars on one line are not folded).
-    public func prettyEncoded(indent: String = "") -> String {
-        let inner = indent + "  "
-        switch self {
-        case .array(let items) where !items.isEmpty:
-            return "[\n" + items.map { inner + $0.prettyEncoded(indent: inner) }.joined(separator: ",\n")
-                + "\n" + indent + "]"
-        case .object(let members) where !members.isEmpty:
-            return "{\n" + members.map { key, value in
-                inner + JSONValue.string(key).encoded + ": " + value.prettyEncoded(indent: inner)
-            }.joined(separator: ",\n") + "\n" + indent + "}"
-        default:
-            return encoded
-        }
     }
 }

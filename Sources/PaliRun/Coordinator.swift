@@ -2,6 +2,7 @@
 // replicas by load, turns results into records in shards, shows progress, and writes run.json and
 // stats.json. It does no heavy math, so it always answers.
 import Foundation
+import PaliJSON
 import PaliBatch
 import PaliGeneration
 import PaliPipeline

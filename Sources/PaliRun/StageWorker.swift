@@ -42,7 +42,6 @@ final class StageWorker {
         var features: Tensor?          // image rows until the prefill step
         var pendingToken: Int?         // next token to feed (nil before prefill)
         var parameters: JobParameters
-        var parametersJSON: String
         var slot: Int
     }
     private var waiting: [Live] = []
@@ -109,7 +108,7 @@ final class StageWorker {
                     let hidden = Tensor(shape: [step.totalTokens, hyper.decoder.width], values: step.hidden)
                     try context.busy {
                         try process(microBatch: step.microBatch, step: step.step, sequences: step.sequences,
-                                    metadata: step.metadata, hidden: hidden)
+                                    metadata: try StepMetadata(decoding: step.metadata), hidden: hidden)
                     }
                 case .heartbeat:
                     break
@@ -140,7 +139,7 @@ final class StageWorker {
                                            + "\(imageRows) image tokens and width \(hyper.decoder.width)")
         }
         waiting.append(Live(id: m.jobID, promptIDs: ids, features: Tensor(shape: [m.tokens, m.width], values: m.embeddings),
-                            pendingToken: nil, parameters: parameters, parametersJSON: m.parametersJSON, slot: -1))
+                            pendingToken: nil, parameters: parameters, slot: -1))
     }
 
     private var hasWaiting: Bool { waitingHead < waiting.count }
@@ -155,7 +154,7 @@ final class StageWorker {
 
     /// Runs stage 0's part of one step of `slot` and hands it on (or finishes it here when S = 1).
     private func launch(_ slot: Int) throws {
-        var members: [Live] = slots[slot].map { live[$0]! }
+        let members: [Live] = slots[slot].map { live[$0]! }
         var admitted: [Live] = []
         while members.count + admitted.count < microBatchSize, hasWaiting {
             var next = waiting[waitingHead]
@@ -178,12 +177,12 @@ final class StageWorker {
             slices.append(SequenceSlice(id: m.id, position: cache.length, newTokens: 1, prefixLength: m.promptIDs.count))
             blocks.append(decoder.embed([token]))
         }
-        var newParameters: [String: Any] = [:]
+        var metadata = StepMetadata()
         for var m in admitted {
             slices.append(SequenceSlice(id: m.id, position: 0, newTokens: m.promptIDs.count, prefixLength: m.promptIDs.count))
             blocks.append(PaliGemmaModel.embed(ids: m.promptIDs, imageFeatures: m.features, imageTokenID: hyper.imageTokenID,
                                                decoder: decoder))
-            newParameters[String(m.id)] = m.parametersJSON
+            metadata.admitted.append(.init(id: m.id, parameters: m.parameters))
             m.features = nil
             live[m.id] = m
         }
@@ -195,14 +194,11 @@ final class StageWorker {
             (hidden.data + row * d).update(from: block.data, count: block.count)
             row += block.rows
         }
-        var metadata: [String: Any] = [:]
-        if !newParameters.isEmpty { metadata["new"] = newParameters }
-        if !release.isEmpty { metadata["release"] = release.map { String($0) }; release = [] }
-        let bytes = metadata.isEmpty ? [] : [UInt8](try JSONSerialization.data(withJSONObject: metadata))
+        metadata.released = release
+        release = []
         steps[slot] += 1
         inFlight[slot] = true
-        try process(microBatch: Int64(slot), step: steps[slot], sequences: slices, metadata: bytes, hidden: hidden,
-                    parametersHere: admitted)
+        try process(microBatch: Int64(slot), step: steps[slot], sequences: slices, metadata: metadata, hidden: hidden)
     }
 
     /// Stage 0 takes the tokens of a micro-batch back: finished sequences leave their slot.
@@ -231,14 +227,11 @@ final class StageWorker {
     // MARK: Every stage
 
     /// Applies this stage's layers to a step; passes it on, or samples when this is the last stage.
-    /// `parametersHere` are the sequences stage 0 admitted in this step (when it is also the last stage).
-    private func process(microBatch: Int64, step: Int64, sequences: [SequenceSlice], metadata bytes: [UInt8],
-                         hidden: Tensor, parametersHere: [Live] = []) throws {
+    private func process(microBatch: Int64, step: Int64, sequences: [SequenceSlice], metadata: StepMetadata,
+                         hidden: Tensor) throws {
         let d = hyper.decoder.width
-        let metadata = bytes.isEmpty ? [:]
-            : (try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] ?? [:])
-        if !isFirst, let released = metadata["release"] as? [String] {
-            for id in released { caches[Int64(id) ?? -1] = nil }
+        if !isFirst {
+            for id in metadata.released { caches[id] = nil }
         }
         var sequenceSteps: [SequenceStep] = []
         for slice in sequences {
@@ -263,7 +256,7 @@ final class StageWorker {
         if let nextRank {
             try context.transport.send(HiddenMessage(microBatch: microBatch, step: step, width: d,
                                                      sequences: sequences, hidden: hidden.storageArray,
-                                                     metadata: bytes), to: nextRank)
+                                                     metadata: try metadata.encoded()), to: nextRank)
             return
         }
         // Last stage: one logit row per sequence (its last new token), then sample.
@@ -273,7 +266,6 @@ final class StageWorker {
             row += slice.newTokens
             lastRows.append(row - 1)
         }
-        let newParameters = metadata["new"] as? [String: String] ?? [:]
         let logits = decoder.logits(hidden, rows: lastRows)
         let v = hyper.decoder.vocabSize
         var updates: [TokenUpdate] = []
@@ -281,10 +273,8 @@ final class StageWorker {
         for (i, slice) in sequences.enumerated() {
             if slice.position == 0 {
                 let parameters: JobParameters
-                if let local = parametersHere.first(where: { $0.id == slice.id }) {
-                    parameters = local.parameters
-                } else if let json = newParameters[String(slice.id)] {
-                    parameters = try JobParameters(json: json)
+                if let admitted = metadata.admitted.first(where: { $0.id == slice.id }) {
+                    parameters = admitted.parameters
                 } else {
                     throw RunError.internalMessage("last stage: no parameters for new sequence \(slice.id)")
                 }
@@ -321,6 +311,34 @@ final class StageWorker {
         } else {
             try context.transport.send(tokens, to: firstRank)
         }
+    }
+}
+
+/// What travels with a step besides the hidden states: the parameters of the sequences entering the
+/// pipeline in it (for the last stage, which samples them) and the ids whose caches the middle stages
+/// can drop. Empty bytes when there is neither.
+struct StepMetadata: Codable, Equatable {
+    struct Admitted: Codable, Equatable {
+        var id: Int64
+        var parameters: JobParameters
+    }
+
+    var admitted: [Admitted] = []
+    var released: [Int64] = []
+
+    init() {}
+
+    init(decoding bytes: [UInt8]) throws {
+        guard !bytes.isEmpty else { self.init(); return }
+        do {
+            self = try JSONDecoder().decode(StepMetadata.self, from: Data(bytes))
+        } catch {
+            throw RunError.internalMessage("step metadata does not decode: \(error)")
+        }
+    }
+
+    func encoded() throws -> [UInt8] {
+        admitted.isEmpty && released.isEmpty ? [] : [UInt8](try JSONEncoder().encode(self))
     }
 }
 

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import PaliGeneration
+import PaliJSON
 import PaliImage
 import PaliModels
 
@@ -74,7 +75,7 @@ struct GenerateCommand: ParsableCommand {
         for (pair, result) in zip(pairs, generator.generate(requests)) {
             let text = bundle.text(result.tokens)
             if json {
-                var obj: [String: Any] = ["text": text, "tokens": result.tokens]
+                var fields: [(String, JSONValue)] = [("text", .string(text)), ("tokens", .array(result.tokens.map { .int($0) }))]
                 if text.contains("<loc") || text.contains("<seg") {
                     // Loaded on first use: only segmentation answers need it.
                     if loadedDecoder == nil, text.contains("<seg"), FileManager.default.fileExists(atPath: decoderURL.path) {
@@ -83,10 +84,10 @@ struct GenerateCommand: ParsableCommand {
                     let header = try ImageDecoder(maxPixels: model.maxPixels).header(contentsOf: URL(fileURLWithPath: pair.image))
                     let parsed = TaskOutput.parse(text: text, imageWidth: header.width, imageHeight: header.height,
                                                   maskDecoder: loadedDecoder)
-                    for (key, value) in parsed.jsonFields ?? [] { obj[key] = value }
+                    fields += parsed.jsonFields ?? []
                 }
-                let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
-                print(String(decoding: data, as: UTF8.self))
+                // Keys sorted at every level, as this command has always printed them.
+                print(JSONValue.object(fields).sortingKeys.encoded)
             } else {
                 print(text)
             }

@@ -4,8 +4,10 @@
 // their error kind and message. Text from records is HTML-escaped everywhere. See docs/tasks.md.
 import ArgumentParser
 import Foundation
+import PaliBatch
 import PaliGeneration
 import PaliImage
+import PaliJSON
 
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,8 +44,8 @@ struct ReportCommand: ParsableCommand {
             let text = try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)
             for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
             where !line.trimmingCharacters(in: .whitespaces).isEmpty {
-                if let r = ReportRecord(line: line) {
-                    tally.add(r)
+                if let record = OutputRecord(jsonLine: line) {
+                    tally.add(ReportRecord(record))
                 } else {
                     unreadable.append(("\(name):\(n + 1)", String(line.prefix(200))))
                 }
@@ -71,10 +73,9 @@ struct ReportCommand: ParsableCommand {
         }
         if let imageRoot { return imageRoot.hasPrefix("/") ? URL(fileURLWithPath: imageRoot) : cwd.appendingPathComponent(imageRoot) }
         if let manifest { return folder(ofManifest: manifest) }
-        if let data = try? Data(contentsOf: outputDir.appendingPathComponent("run.json")),
-           let info = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
-            if let m = info["manifest"] as? String { return folder(ofManifest: m) }
-            if let s = info["settings"] as? [String: Any], let m = s["manifest"] as? String { return folder(ofManifest: m) }
+        if let info = try? RunInfo.load(from: outputDir),
+           let m = info.settings.first(where: { $0.0 == "manifest" })?.1.stringValue {
+            return folder(ofManifest: m)
         }
         return cwd
     }
@@ -98,38 +99,30 @@ struct ReportRecord {
     var errorKind: String?
     var errorMessage: String?
 
-    /// Parses a shard line; nil when it is not a JSON object.
-    init?(line: Substring) {
-        guard let obj = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else { return nil }
-        func string(_ v: Any?) -> String? {
-            switch v {
-            case let s as String: return s
-            case let n as NSNumber: return n.stringValue
-            default: return nil
+    /// The fields of `record` the page shows; task objects that do not read as such are left out.
+    init(_ record: OutputRecord) {
+        id = record.id
+        image = record.image
+        prompt = record.prompt
+        status = record.status.rawValue
+        text = record.text
+        if case .array(let items)? = record.taskField("objects") {
+            objects = items.compactMap { item in
+                guard case .object = item else { return nil }
+                var mask: COCORLE?
+                if case .array(let size)? = item["mask"]?["size"], let counts = item["mask"]?["counts"]?.stringValue {
+                    mask = COCORLE(size: size.compactMap(\.intValue), counts: counts)
+                }
+                var box: [Int]?
+                if case .array(let bins)? = item["box"] { box = bins.compactMap(\.intValue) }
+                return Object(label: item["label"]?.stringValue ?? "", box: box?.count == 4 ? box : nil, mask: mask)
             }
+        } else {
+            objects = []
         }
-        id = string(obj["id"]) ?? "?"
-        image = string(obj["image"]) ?? ""
-        prompt = string(obj["prompt"]) ?? ""
-        status = string(obj["status"]) ?? "?"
-        text = string(obj["text"])
-        objects = (obj["objects"] as? [Any] ?? []).compactMap { item in
-            guard let o = item as? [String: Any] else { return nil }
-            var mask: COCORLE?
-            if let m = o["mask"] as? [String: Any], let size = m["size"] as? [Int], let counts = m["counts"] as? String {
-                mask = COCORLE(size: size, counts: counts)
-            }
-            let box = (o["box"] as? [Any])?.compactMap { ($0 as? NSNumber)?.intValue }
-            return Object(label: string(o["label"]) ?? "", box: box?.count == 4 ? box : nil, mask: mask)
-        }
-        problems = (obj["problems"] as? [Any] ?? []).compactMap { string($0) }
-        if let e = obj["error"] as? [String: Any] {
-            errorKind = string(e["kind"]) ?? "?"
-            errorMessage = string(e["message"]) ?? ""
-        } else if let e = string(obj["error"]) {
-            errorKind = "error"
-            errorMessage = e
-        }
+        if case .array(let items)? = record.taskField("problems") { problems = items.compactMap(\.stringValue) } else { problems = [] }
+        errorKind = record.error?.kind
+        errorMessage = record.error?.message
     }
 }
 

@@ -1,5 +1,6 @@
 // run.json and stats.json: contents, atomic writes, reloading, and refusing a resume with other settings.
 import Foundation
+import PaliJSON
 import Testing
 @testable import PaliBatch
 
