@@ -221,16 +221,16 @@ final class Coordinator {
     /// Sends `entry` to a vision rank of `replica`, or returns its error record when it cannot run.
     private func dispatch(_ entry: ManifestEntry, to replica: Int) throws -> OutputRecord? {
         if let problem = entry.pathError {
-            return errorRecord(entry, kind: "image_path_outside_root", message: problem)
+            return .failure(entry, kind: RecordErrorKind.imagePathOutsideRoot, message: problem)
         }
         guard let path = entry.imagePath else {
-            return errorRecord(entry, kind: "missing_image", message: "no image path for \(entry.id)")
+            return .failure(entry, kind: RecordErrorKind.missingImage, message: "no image path for \(entry.id)")
         }
         let ids = bundle.promptIDs(entry.prompt)
         do {
             try bundle.prompt.validate(promptLength: ids.count, maxNewTokens: config.maxNewTokens)
         } catch {
-            return errorRecord(entry, kind: "prompt_too_long", message: "\(error)")
+            return .failure(entry, kind: RecordErrorKind.promptTooLong, message: "\(error)")
         }
         var parameters = JobParameters(maxNewTokens: config.maxNewTokens, sampling: config.sampling)
         parameters.seed = JobParameters.seed(base: config.sampling.seed, id: entry.id)
@@ -239,7 +239,7 @@ final class Coordinator {
         let id = nextJobID
         nextJobID += 1
         try context.transport.send(JobMessage(jobID: id, imagePath: path, promptIDs: ids.map(Int32.init),
-                                              parametersJSON: parameters.json), to: visionRank)
+                                              parameters: parameters), to: visionRank)
         dispatched[id] = Dispatched(entry: entry, replica: replica, visionRank: visionRank, sentAt: MonotonicClock.now())
         replicaLoad[replica] += 1
         visionLoad[visionRank, default: 0] += 1
@@ -254,34 +254,23 @@ final class Coordinator {
         }
         replicaLoad[job.replica] -= 1
         visionLoad[job.visionRank, default: 1] -= 1
-        var timings = result.timings
-        let width = timings.removeValue(forKey: "image_width").map { Int($0) }
-        let height = timings.removeValue(forKey: "image_height").map { Int($0) }
-        timings["total_s"] = MonotonicClock.now() - job.sentAt
-        let ordered = ["vision_s", "prefill_s", "decode_s", "total_s"].compactMap { key in timings[key].map { (key, $0) } }
-        switch result.status {
-        case .error:
-            let failure = JobFailure(json: result.errorJSON)
-            var rec = errorRecord(job.entry, kind: failure.kind, message: failure.message)
-            rec.timings = ordered
-            return rec
-        case .ok:
-            let tokens = result.tokenIDs.map(Int.init)
-            generatedTokens += tokens.count
-            stats.record(.ok, prefillTokens: promptLength, generatedTokens: tokens.count)
-            counted = true
-            let text = bundle.text(tokens)
-            var rec = OutputRecord(id: job.entry.id, image: job.entry.image, prompt: job.entry.prompt, status: .ok,
-                                   text: text, tokens: tokens, error: nil, taskFields: [], timings: ordered,
-                                   extra: job.entry.extra)
-            rec.taskFields = tasks.fields(text: text, imageWidth: width, imageHeight: height)
-            return rec
+        let measured = result.measurements
+        let timings = [("vision_s", measured.visionSeconds), ("prefill_s", measured.prefillSeconds),
+                       ("decode_s", measured.decodeSeconds), ("total_s", MonotonicClock.now() - job.sentAt)]
+            .compactMap { key, seconds in seconds.map { (key, $0) } }
+        if let failure = result.failure {
+            return .failure(job.entry, kind: failure.kind, message: failure.message, timings: timings)
         }
-    }
-
-    private func errorRecord(_ entry: ManifestEntry, kind: String, message: String) -> OutputRecord {
-        OutputRecord(id: entry.id, image: entry.image, prompt: entry.prompt, status: .error, text: nil, tokens: [],
-                     error: RecordError(kind: kind, message: message), taskFields: [], timings: [], extra: entry.extra)
+        let tokens = result.tokenIDs.map(Int.init)
+        generatedTokens += tokens.count
+        stats.record(.ok, prefillTokens: promptLength, generatedTokens: tokens.count)
+        counted = true
+        let text = bundle.text(tokens)
+        return OutputRecord(id: job.entry.id, image: job.entry.image, prompt: job.entry.prompt, status: .ok,
+                            text: text, tokens: tokens,
+                            taskFields: tasks.fields(text: text, imageWidth: measured.imageWidth,
+                                                     imageHeight: measured.imageHeight),
+                            timings: timings, extra: job.entry.extra)
     }
 
     private func write(_ record: OutputRecord, _ writer: ShardWriter) throws {

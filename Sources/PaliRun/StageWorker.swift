@@ -11,9 +11,9 @@
 // micro-batch to stage 0, and sends each finished sequence to the coordinator. With S = 1 one rank is
 // both ends and the loop never leaves the process.
 //
-// Messages between stages carry hidden states [Σ new tokens, width] and token ids only; the metadata of
-// a step (JSON) carries the parameters of sequences entering the pipeline and the ids whose caches can
-// be dropped.
+// Messages between stages carry hidden states [Σ new tokens, width] and token ids only; a step's header
+// also names the sequences entering the pipeline (with their sampling parameters and measurements, for
+// the last stage) and the ids whose caches can be dropped.
 import Foundation
 import PaliGeneration
 import PaliModels
@@ -42,6 +42,7 @@ final class StageWorker {
         var features: Tensor?          // image rows until the prefill step
         var pendingToken: Int?         // next token to feed (nil before prefill)
         var parameters: JobParameters
+        var measurements: JobMeasurements
         var slot: Int
     }
     private var waiting: [Live] = []
@@ -60,8 +61,8 @@ final class StageWorker {
         var sampler: Sampler
         var tokens: [Int32] = []
         var parameters: JobParameters
+        var measurements: JobMeasurements
         var started: Double
-        var prefillSeconds: Double = 0
     }
     private var decoding: [Int64: Decoding] = [:]
 
@@ -108,7 +109,7 @@ final class StageWorker {
                     let hidden = Tensor(shape: [step.totalTokens, hyper.decoder.width], values: step.hidden)
                     try context.busy {
                         try process(microBatch: step.microBatch, step: step.step, sequences: step.sequences,
-                                    metadata: try StepMetadata(decoding: step.metadata), hidden: hidden)
+                                    admitted: step.admitted, released: step.released, hidden: hidden)
                     }
                 case .heartbeat:
                     break
@@ -131,7 +132,6 @@ final class StageWorker {
     // MARK: Stage 0
 
     private func admit(_ m: EmbeddingsMessage) throws {
-        let parameters = try JobParameters(json: m.parametersJSON)
         let ids = m.promptIDs.map(Int.init)
         let imageRows = ids.filter { $0 == hyper.imageTokenID }.count
         guard m.width == hyper.decoder.width, imageRows == m.tokens else {
@@ -139,7 +139,7 @@ final class StageWorker {
                                            + "\(imageRows) image tokens and width \(hyper.decoder.width)")
         }
         waiting.append(Live(id: m.jobID, promptIDs: ids, features: Tensor(shape: [m.tokens, m.width], values: m.embeddings),
-                            pendingToken: nil, parameters: parameters, slot: -1))
+                            pendingToken: nil, parameters: m.parameters, measurements: m.measurements, slot: -1))
     }
 
     private var hasWaiting: Bool { waitingHead < waiting.count }
@@ -177,12 +177,10 @@ final class StageWorker {
             slices.append(SequenceSlice(id: m.id, position: cache.length, newTokens: 1, prefixLength: m.promptIDs.count))
             blocks.append(decoder.embed([token]))
         }
-        var metadata = StepMetadata()
         for var m in admitted {
             slices.append(SequenceSlice(id: m.id, position: 0, newTokens: m.promptIDs.count, prefixLength: m.promptIDs.count))
             blocks.append(PaliGemmaModel.embed(ids: m.promptIDs, imageFeatures: m.features, imageTokenID: hyper.imageTokenID,
                                                decoder: decoder))
-            metadata.admitted.append(.init(id: m.id, parameters: m.parameters))
             m.features = nil
             live[m.id] = m
         }
@@ -194,11 +192,13 @@ final class StageWorker {
             (hidden.data + row * d).update(from: block.data, count: block.count)
             row += block.rows
         }
-        metadata.released = release
+        let released = release
         release = []
         steps[slot] += 1
         inFlight[slot] = true
-        try process(microBatch: Int64(slot), step: steps[slot], sequences: slices, metadata: metadata, hidden: hidden)
+        try process(microBatch: Int64(slot), step: steps[slot], sequences: slices,
+                    admitted: admitted.map { AdmittedSequence(id: $0.id, parameters: $0.parameters, measurements: $0.measurements) },
+                    released: released, hidden: hidden)
     }
 
     /// Stage 0 takes the tokens of a micro-batch back: finished sequences leave their slot.
@@ -227,11 +227,13 @@ final class StageWorker {
     // MARK: Every stage
 
     /// Applies this stage's layers to a step; passes it on, or samples when this is the last stage.
-    private func process(microBatch: Int64, step: Int64, sequences: [SequenceSlice], metadata: StepMetadata,
-                         hidden: Tensor) throws {
+    /// `admitted` are the sequences whose prefill is in this step; `released` the finished ones whose
+    /// caches the middle stages drop.
+    private func process(microBatch: Int64, step: Int64, sequences: [SequenceSlice], admitted: [AdmittedSequence],
+                         released: [Int64], hidden: Tensor) throws {
         let d = hyper.decoder.width
         if !isFirst {
-            for id in metadata.released { caches[id] = nil }
+            for id in released { caches[id] = nil }
         }
         var sequenceSteps: [SequenceStep] = []
         for slice in sequences {
@@ -256,7 +258,7 @@ final class StageWorker {
         if let nextRank {
             try context.transport.send(HiddenMessage(microBatch: microBatch, step: step, width: d,
                                                      sequences: sequences, hidden: hidden.storageArray,
-                                                     metadata: try metadata.encoded()), to: nextRank)
+                                                     admitted: admitted, released: released), to: nextRank)
             return
         }
         // Last stage: one logit row per sequence (its last new token), then sample.
@@ -272,35 +274,27 @@ final class StageWorker {
         let now = MonotonicClock.now()
         for (i, slice) in sequences.enumerated() {
             if slice.position == 0 {
-                let parameters: JobParameters
-                if let admitted = metadata.admitted.first(where: { $0.id == slice.id }) {
-                    parameters = admitted.parameters
-                } else {
+                guard let new = admitted.first(where: { $0.id == slice.id }) else {
                     throw RunError.internalMessage("last stage: no parameters for new sequence \(slice.id)")
                 }
-                decoding[slice.id] = Decoding(sampler: Sampler(parameters.sampling), parameters: parameters, started: now)
+                decoding[slice.id] = Decoding(sampler: Sampler(new.parameters.sampling), parameters: new.parameters,
+                                              measurements: new.measurements, started: now)
             }
             guard var state = decoding[slice.id] else {
                 throw RunError.internalMessage("last stage: sequence \(slice.id) was never prefilled here")
             }
             let token = state.sampler.next(logits.data + i * v, count: v)
             state.tokens.append(Int32(token))
-            if slice.position == 0 { state.prefillSeconds = MonotonicClock.now() - state.started }
+            if slice.position == 0 { state.measurements.prefillSeconds = MonotonicClock.now() - state.started }
             let done = stopIDs.contains(token) || state.tokens.count >= state.parameters.maxNewTokens
             updates.append(TokenUpdate(id: slice.id, token: Int32(token), finished: done))
             if done {
                 decoding[slice.id] = nil
                 if !isFirst { caches[slice.id] = nil }
                 finished += 1
-                var timings: [String: Double] = ["decode_s": MonotonicClock.now() - state.started,
-                                                 "prefill_s": state.prefillSeconds]
-                if let s = state.parameters.visionSeconds { timings["vision_s"] = s }
-                if let w = state.parameters.imageWidth, let h = state.parameters.imageHeight {
-                    timings["image_width"] = Double(w)
-                    timings["image_height"] = Double(h)
-                }
-                try context.transport.send(ResultMessage(jobID: slice.id, status: .ok, tokenIDs: state.tokens,
-                                                         timings: timings), to: 0)
+                state.measurements.decodeSeconds = MonotonicClock.now() - state.started
+                try context.transport.send(ResultMessage(jobID: slice.id, tokenIDs: state.tokens,
+                                                         measurements: state.measurements), to: 0)
             } else {
                 decoding[slice.id] = state
             }
@@ -311,34 +305,6 @@ final class StageWorker {
         } else {
             try context.transport.send(tokens, to: firstRank)
         }
-    }
-}
-
-/// What travels with a step besides the hidden states: the parameters of the sequences entering the
-/// pipeline in it (for the last stage, which samples them) and the ids whose caches the middle stages
-/// can drop. Empty bytes when there is neither.
-struct StepMetadata: Codable, Equatable {
-    struct Admitted: Codable, Equatable {
-        var id: Int64
-        var parameters: JobParameters
-    }
-
-    var admitted: [Admitted] = []
-    var released: [Int64] = []
-
-    init() {}
-
-    init(decoding bytes: [UInt8]) throws {
-        guard !bytes.isEmpty else { self.init(); return }
-        do {
-            self = try JSONDecoder().decode(StepMetadata.self, from: Data(bytes))
-        } catch {
-            throw RunError.internalMessage("step metadata does not decode: \(error)")
-        }
-    }
-
-    func encoded() throws -> [UInt8] {
-        admitted.isEmpty && released.isEmpty ? [] : [UInt8](try JSONEncoder().encode(self))
     }
 }
 
