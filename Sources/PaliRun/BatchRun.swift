@@ -251,11 +251,11 @@ public enum BatchRun {
                 let worker = try loading(context, config, include: {
                     TensorNames.decoderLayer(of: $0).map(layers.contains) ?? (withEmbedding && TensorNames.isEmbedding($0))
                 }) { checkpoint in
-                    try StageWorker(context: context, bundle: bundle, checkpoint: checkpoint,
-                                    layers: layers, microBatchSize: config.microBatchSize,
-                                    microBatches: config.microBatches ?? layout.stages)
+                    try makeStageRole(context: context, bundle: bundle, checkpoint: checkpoint,
+                                      layers: layers, microBatchSize: config.microBatchSize,
+                                      microBatches: config.microBatches ?? layout.stages)
                 }
-                context.weightBytes = worker.decoder.packedBytes
+                context.weightBytes = worker.stage.decoder.packedBytes
                 try worker.run()
             }
             try transport.flush()
