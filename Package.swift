@@ -27,6 +27,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C shims: the only places that see C headers.
@@ -45,7 +47,8 @@ let package = Package(
         // Kernels: Tensor, packed-weight GEMM (CKernels), OpenBLAS for the rest, norms, activations, RoPE, attention.
         .target(name: "PaliTensor", dependencies: ["CBLAS", "CKernels"], swiftSettings: cpuFlags),
         // Weights: safetensors (mmap, f32/bf16/f16, sharded index), config.json.
-        .target(name: "PaliWeights", dependencies: ["PaliJSON", "PaliTensor", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+        .target(name: "PaliWeights", dependencies: ["PaliJSON", "PaliTensor", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                                                   .product(name: "Logging", package: "swift-log")],
                 swiftSettings: cpuFlags),
         // Inputs: SentencePiece tokenizer.
         .target(name: "PaliTokenizer"),
@@ -56,18 +59,19 @@ let package = Package(
         .target(name: "PaliModels", dependencies: ["PaliTensor", "PaliWeights"], swiftSettings: cpuFlags),
 
         // Generation: prompt format, prefill/decode with KV caches, sampler, task parsers.
-        .target(name: "PaliGeneration", dependencies: ["PaliJSON", "PaliModels", "PaliTensor", "PaliTokenizer", "PaliWeights", "PaliImage"],
+        .target(name: "PaliGeneration", dependencies: ["PaliJSON", "PaliModels", "PaliTensor", "PaliTokenizer", "PaliWeights", "PaliImage",
+                                                      .product(name: "Logging", package: "swift-log")],
                 swiftSettings: cpuFlags),
 
         // Pipeline: transports (MPI, in-process), wire format, layout and stage planning.
-        .target(name: "PaliPipeline", dependencies: ["CMPI"]),
+        .target(name: "PaliPipeline", dependencies: ["CMPI", .product(name: "Logging", package: "swift-log")]),
         // Rank program for the real-mpirun tests of PaliPipeline (ring of messages, crash, hang).
         .executableTarget(name: "pipeline-selftest", dependencies: ["PaliPipeline"]),
         // Batch files: manifests (JSONL/CSV/folder), output records, shards, resume, run.json/stats.json, progress.
-        .target(name: "PaliBatch", dependencies: ["PaliJSON"]),
+        .target(name: "PaliBatch", dependencies: ["PaliJSON", .product(name: "Crypto", package: "swift-crypto")]),
         // `paligemma run`: coordinator, vision ranks and decoder stages over a Transport.
         .target(name: "PaliRun", dependencies: ["PaliJSON", "PaliBatch", "PaliPipeline", "PaliGeneration", "PaliModels", "PaliImage",
-                                                "PaliTensor", "PaliWeights"],
+                                                "PaliTensor", "PaliWeights", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: cpuFlags),
 
         .executableTarget(
@@ -76,6 +80,7 @@ let package = Package(
                 "PaliTensor", "PaliWeights", "PaliTokenizer", "PaliImage", "PaliModels", "PaliGeneration",
                 "PaliJSON", "PaliBatch", "PaliRun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: cpuFlags),
 

@@ -3,6 +3,7 @@
 //   {"version": "...", "started_at": "2025-01-31T12:00:00Z",
 //    "model": {"directory": "/models/pg", "config_sha256": "…", "weights": [{"name": "…", "bytes": 123}]},
 //    "settings": {"max_tokens": 32, ...}, "layout": {...}}
+import Crypto
 import Foundation
 import PaliJSON
 
@@ -52,7 +53,12 @@ public struct ModelIdentity: Sendable, Equatable {
             }
             weights.append(WeightFile(name: name, bytes: Int64(info.st_size)))
         }
-        return ModelIdentity(configSHA256: SHA256.hex(data), weights: weights)
+        return ModelIdentity(configSHA256: sha256Hex(data), weights: weights)
+    }
+
+    /// SHA-256 (swift-crypto) as 64 lowercase hex digits.
+    static func sha256Hex<D: DataProtocol>(_ data: D) -> String {
+        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
     }
 }
 

@@ -2,9 +2,10 @@
 // replicas by load, turns results into records in shards, shows progress, and writes run.json and
 // stats.json. It does no heavy math, so it always answers.
 import Foundation
-import PaliJSON
+import Logging
 import PaliBatch
 import PaliGeneration
+import PaliJSON
 import PaliPipeline
 
 final class Coordinator {
@@ -60,22 +61,22 @@ final class Coordinator {
         do {
             setup = try prepare()
         } catch {
-            FileHandle.standardError.write(Data("paligemma run: \(error)\n".utf8))
+            context.logger.error("\(error)")
             try shutdownWorkers(code: 2, reason: "the coordinator could not start the job", wait: 5)
             return 2
         }
         let (total, resume, writer, reader) = setup
         if !resume.keptTempFiles.isEmpty {
-            log("left \(resume.keptTempFiles.count) temporary shard(s) of other processes in \(config.outputDirectory.path) "
+            context.logger.notice(.init(stringLiteral: "left \(resume.keptTempFiles.count) temporary shard(s) of other processes in \(config.outputDirectory.path) "
                 + "(\(resume.keptTempFiles.prefix(4).joined(separator: ", "))): they are another host's or a running "
-                + "process's; delete them once no run writes there (their records are not counted as done)")
+                + "process's; delete them once no run writes there (their records are not counted as done)"))
         }
         stats = RunStats(skipped: resume.doneIDs.count)
         let remaining = max(0, total - resume.doneIDs.count)
         let progress = ProgressReporter(total: total, alreadyDone: resume.doneIDs.count,
                                         interval: config.progressInterval)
         if resume.records > 0 {
-            log("resuming: \(resume.records) records in \(resume.shards) complete shards are kept; \(remaining) to do")
+            context.logger.notice("resuming: \(resume.records) records in \(resume.shards) complete shards are kept; \(remaining) to do")
         }
         var exhausted = false
         var interrupted: Int32 = 0
@@ -86,7 +87,7 @@ final class Coordinator {
                 let signal = StopSignal.pending
                 if signal != 0 {
                     interrupted = signal
-                    log("\(StopSignal.name(signal)) received: completing the current shard and stopping the workers")
+                    context.logger.notice("\(StopSignal.name(signal)) received: completing the current shard and stopping the workers")
                     break
                 }
                 // Hand out jobs while some replica has room.
@@ -125,16 +126,16 @@ final class Coordinator {
         progress.finish()
         if interrupted != 0 {
             let name = StopSignal.name(interrupted)
-            log("\(name): stopped with \(dispatched.count) job(s) unfinished; every complete shard is on disk "
-                + "(\(writer.shardsCompleted.count) written by this run). Rerun the same command to resume.")
+            context.logger.notice(.init(stringLiteral: "\(name): stopped with \(dispatched.count) job(s) unfinished; every complete shard is on disk "
+                + "(\(writer.shardsCompleted.count) written by this run). Rerun the same command to resume."))
             try shutdownWorkers(code: 1, reason: "\(name) received", wait: 5)
             try writeStats(outcome: "interrupted", extra: [("signal", .string(name))])
             return 128 + interrupted
         }
         try shutdownWorkers(code: 0, reason: "done", wait: 30)
         try writeStats(outcome: "complete")
-        log("done: \(counts.ok) ok, \(counts.error) errors, \(counts.skipped) already done; "
-            + "\(writer.shardsCompleted.count) shard(s) written to \(config.outputDirectory.path)")
+        context.logger.notice(.init(stringLiteral: "done: \(counts.ok) ok, \(counts.error) errors, \(counts.skipped) already done; "
+            + "\(writer.shardsCompleted.count) shard(s) written to \(config.outputDirectory.path)"))
         return 0
     }
 
@@ -147,12 +148,12 @@ final class Coordinator {
         do {
             try writer.finish()
         } catch let finishError {
-            log("the shard being written is not kept (\(finishError)); its jobs are redone on resume")
+            context.logger.notice("the shard being written is not kept (\(finishError)); its jobs are redone on resume")
         }
         do {
             try writeStats(outcome: "failed", extra: [("error", .string("\(error)"))])
         } catch let statsError {
-            log("cannot write stats.json: \(statsError)")
+            context.logger.notice("cannot write stats.json: \(statsError)")
         }
     }
 
@@ -174,7 +175,7 @@ final class Coordinator {
         do {
             let lock = try OutputLock.acquire(directory: output)
             outputLock = lock
-            if let note = lock.note { log(note) }
+            if let note = lock.note { context.logger.notice("\(note)") }
             return try prepareLocked()
         } catch {
             outputLock?.release()
@@ -313,9 +314,5 @@ final class Coordinator {
         stats.setRoles(roles)
         stats.finish(outcome: outcome, details: extra)
         try stats.write(to: config.outputDirectory)
-    }
-
-    private func log(_ text: String) {
-        FileHandle.standardError.write(Data("paligemma run: \(text)\n".utf8))
     }
 }
