@@ -74,11 +74,14 @@ let package = Package(
                                                 "PaliTensor", "PaliWeights", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: cpuFlags),
 
+        // `paligemma report`: the HTML page over a run's records (images, boxes, masks, errors).
+        .target(name: "PaliReport", dependencies: ["PaliBatch", "PaliGeneration", "PaliImage", "PaliJSON"]),
+
         .executableTarget(
             name: "paligemma",
             dependencies: [
                 "PaliTensor", "PaliWeights", "PaliTokenizer", "PaliImage", "PaliModels", "PaliGeneration",
-                "PaliJSON", "PaliBatch", "PaliRun",
+                "PaliJSON", "PaliBatch", "PaliRun", "PaliReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -93,6 +96,7 @@ let package = Package(
         .testTarget(name: "PaliImageTests", dependencies: ["PaliImage", "PaliWeights"]),
         .testTarget(name: "PaliPipelineTests", dependencies: ["PaliPipeline"]),
         .testTarget(name: "PaliBatchTests", dependencies: ["PaliBatch", "PaliJSON"]),
+        .testTarget(name: "PaliReportTests", dependencies: ["PaliReport", "PaliBatch", "PaliJSON"]),
         .testTarget(name: "PaliRunTests", dependencies: ["PaliRun", "PaliBatch", "PaliJSON", "PaliGeneration", "PaliImage", "PaliTensor"],
                     swiftSettings: cpuFlags),
         .testTarget(name: "PaliTasksTests", dependencies: ["PaliJSON", "PaliGeneration", "PaliModels", "PaliWeights", "PaliTensor", "PaliImage",
