@@ -47,12 +47,11 @@ struct GenerateCommand: ParsableCommand {
             let text = try String(contentsOf: url, encoding: .utf8)
             return try text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().compactMap { n, line in
                 guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
-                guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                      let img = obj["image"] as? String else {
+                guard let obj = try? JSONValue.parse(line), let img = obj["image"]?.stringValue else {
                     throw ValidationError("\(jobs):\(n + 1): expected a JSON object with \"image\" (and \"prompt\")")
                 }
                 let path = img.hasPrefix("/") ? img : base.appendingPathComponent(img).path
-                return (path, obj["prompt"] as? String ?? "")
+                return (path, obj["prompt"]?.stringValue ?? "")
             }
         }
         return image.enumerated().map { i, img in (img, prompt.isEmpty ? "" : prompt[prompt.count == 1 ? 0 : i]) }
