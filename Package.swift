@@ -27,6 +27,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C shims: the only places that see C headers.
@@ -39,10 +41,14 @@ let package = Package(
         .target(name: "CImageCodecs", cSettings: cCPUFlags,
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
 
+        // JSON: one value type (key order and number text kept), a strict parser, the encoder of records.
+        .target(name: "PaliJSON"),
+
         // Kernels: Tensor, packed-weight GEMM (CKernels), OpenBLAS for the rest, norms, activations, RoPE, attention.
         .target(name: "PaliTensor", dependencies: ["CBLAS", "CKernels"], swiftSettings: cpuFlags),
         // Weights: safetensors (mmap, f32/bf16/f16, sharded index), config.json.
-        .target(name: "PaliWeights", dependencies: ["PaliTensor", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+        .target(name: "PaliWeights", dependencies: ["PaliJSON", "PaliTensor", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                                                   .product(name: "Logging", package: "swift-log")],
                 swiftSettings: cpuFlags),
         // Inputs: SentencePiece tokenizer.
         .target(name: "PaliTokenizer"),
@@ -53,40 +59,47 @@ let package = Package(
         .target(name: "PaliModels", dependencies: ["PaliTensor", "PaliWeights"], swiftSettings: cpuFlags),
 
         // Generation: prompt format, prefill/decode with KV caches, sampler, task parsers.
-        .target(name: "PaliGeneration", dependencies: ["PaliModels", "PaliTensor", "PaliTokenizer", "PaliWeights", "PaliImage"],
+        .target(name: "PaliGeneration", dependencies: ["PaliJSON", "PaliModels", "PaliTensor", "PaliTokenizer", "PaliWeights", "PaliImage",
+                                                      .product(name: "Logging", package: "swift-log")],
                 swiftSettings: cpuFlags),
 
         // Pipeline: transports (MPI, in-process), wire format, layout and stage planning.
-        .target(name: "PaliPipeline", dependencies: ["CMPI"]),
+        .target(name: "PaliPipeline", dependencies: ["CMPI", .product(name: "Logging", package: "swift-log")]),
         // Rank program for the real-mpirun tests of PaliPipeline (ring of messages, crash, hang).
         .executableTarget(name: "pipeline-selftest", dependencies: ["PaliPipeline"]),
         // Batch files: manifests (JSONL/CSV/folder), output records, shards, resume, run.json/stats.json, progress.
-        .target(name: "PaliBatch"),
+        .target(name: "PaliBatch", dependencies: ["PaliJSON", .product(name: "Crypto", package: "swift-crypto")]),
         // `paligemma run`: coordinator, vision ranks and decoder stages over a Transport.
-        .target(name: "PaliRun", dependencies: ["PaliBatch", "PaliPipeline", "PaliGeneration", "PaliModels", "PaliImage",
-                                                "PaliTensor", "PaliWeights"],
+        .target(name: "PaliRun", dependencies: ["PaliJSON", "PaliBatch", "PaliPipeline", "PaliGeneration", "PaliModels", "PaliImage",
+                                                "PaliTensor", "PaliWeights", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: cpuFlags),
+
+        // `paligemma report`: the HTML page over a run's records (images, boxes, masks, errors).
+        .target(name: "PaliReport", dependencies: ["PaliBatch", "PaliGeneration", "PaliImage", "PaliJSON"]),
 
         .executableTarget(
             name: "paligemma",
             dependencies: [
                 "PaliTensor", "PaliWeights", "PaliTokenizer", "PaliImage", "PaliModels", "PaliGeneration",
-                "PaliBatch", "PaliRun",
+                "PaliJSON", "PaliBatch", "PaliRun", "PaliReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: cpuFlags),
 
+        .testTarget(name: "PaliJSONTests", dependencies: ["PaliJSON"]),
         .testTarget(name: "PaliTensorTests", dependencies: ["PaliTensor"], swiftSettings: cpuFlags),
-        .testTarget(name: "PaliWeightsTests", dependencies: ["PaliWeights"]),
+        .testTarget(name: "PaliWeightsTests", dependencies: ["PaliWeights", "PaliJSON"]),
         .testTarget(name: "PaliTokenizerTests", dependencies: ["PaliTokenizer"]),
         .testTarget(name: "PaliModelsTests", dependencies: ["PaliModels", "PaliGeneration", "PaliWeights", "PaliTensor", "PaliImage"],
                     swiftSettings: cpuFlags),
         .testTarget(name: "PaliImageTests", dependencies: ["PaliImage", "PaliWeights"]),
         .testTarget(name: "PaliPipelineTests", dependencies: ["PaliPipeline"]),
-        .testTarget(name: "PaliBatchTests", dependencies: ["PaliBatch"]),
-        .testTarget(name: "PaliRunTests", dependencies: ["PaliRun", "PaliGeneration", "PaliImage", "PaliTensor"],
+        .testTarget(name: "PaliBatchTests", dependencies: ["PaliBatch", "PaliJSON"]),
+        .testTarget(name: "PaliReportTests", dependencies: ["PaliReport", "PaliBatch", "PaliJSON"]),
+        .testTarget(name: "PaliRunTests", dependencies: ["PaliRun", "PaliBatch", "PaliJSON", "PaliGeneration", "PaliImage", "PaliTensor"],
                     swiftSettings: cpuFlags),
-        .testTarget(name: "PaliTasksTests", dependencies: ["PaliGeneration", "PaliModels", "PaliWeights", "PaliTensor", "PaliImage",
+        .testTarget(name: "PaliTasksTests", dependencies: ["PaliJSON", "PaliGeneration", "PaliModels", "PaliWeights", "PaliTensor", "PaliImage",
                                                         .product(name: "ZIPFoundation", package: "ZIPFoundation")],
                     swiftSettings: cpuFlags),
     ]

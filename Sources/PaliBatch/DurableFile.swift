@@ -1,6 +1,7 @@
 // Writing files so that a crash at any moment leaves either the old file or the whole new one:
 // write a temporary file in the same folder, fsync it, rename it into place, fsync the folder.
 import Foundation
+import PaliJSON
 
 /// What went wrong in the output directory (shards, run.json, stats.json).
 public enum OutputError: Error, CustomStringConvertible, Equatable {

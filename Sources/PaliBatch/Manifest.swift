@@ -1,4 +1,6 @@
 // The jobs of a batch run: a JSONL or CSV manifest, or a folder of images, read as a stream of entries.
+// This file has the types and the reader's core (lines, folders, validation); the formats are in
+// ManifestReader+JSONL.swift and ManifestReader+CSV.swift (RFC 4180), path resolution in PathResolver.swift.
 //
 //   {"id": "a1", "image": "imgs/a1.jpg", "prompt": "caption en", "source": "web"}     one JSONL line
 //   id,image,prompt,source                                                          CSV header
@@ -7,6 +9,7 @@
 // Relative image paths resolve against the manifest's folder. With an image root, a path whose
 // resolved form ("..", symlinks) lies outside it gets a per-entry `pathError` (the run goes on).
 import Foundation
+import PaliJSON
 
 public enum ManifestFormat: Sendable, Equatable {
     /// One JSON object per line.
@@ -129,7 +132,7 @@ public final class ManifestReader {
     public let options: ManifestOptions
     private let resolver: PathResolver?
     private var lines: LineReader?
-    private var csv: CSVLayout?
+    var csv: CSVLayout?
     private var images: [String] = []
     private var imageIndex = 0
 
@@ -191,7 +194,7 @@ public final class ManifestReader {
 
     // MARK: Entries
 
-    private func entry(line: Int, id: String, image: String, prompt: String,
+    func entry(line: Int, id: String, image: String, prompt: String,
                        extra: [(String, JSONValue)]) -> ManifestEntry {
         guard let resolver else {
             return ManifestEntry(line: line, id: id, image: image, imagePath: nil, pathError: nil, prompt: prompt,
@@ -202,9 +205,9 @@ public final class ManifestReader {
                              extra: extra)
     }
 
-    private var path: String { source.path }
+    var path: String { source.path }
 
-    private func malformed(_ line: Int, _ reason: String, _ bytes: [UInt8]) -> ManifestError {
+    func malformed(_ line: Int, _ reason: String, _ bytes: [UInt8]) -> ManifestError {
         .malformedLine(path: path, line: line, reason: reason, excerpt: ManifestReader.excerpt(bytes))
     }
 
@@ -221,7 +224,7 @@ public final class ManifestReader {
         }
     }
 
-    private func readLine() throws -> (bytes: [UInt8], crlf: Bool, line: Int)? {
+    func readLine() throws -> (bytes: [UInt8], crlf: Bool, line: Int)? {
         guard let lines else { return nil }
         do {
             guard let (bytes, crlf) = try lines.next() else { return nil }
@@ -236,177 +239,13 @@ public final class ManifestReader {
         }
     }
 
-    private static func isBlank(_ bytes: [UInt8]) -> Bool {
+    static func isBlank(_ bytes: [UInt8]) -> Bool {
         bytes.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
     }
 
-    private func resolvedPrompt(_ prompt: String?) -> String? {
+    func resolvedPrompt(_ prompt: String?) -> String? {
         if let prompt, !prompt.isEmpty { return prompt }
         return options.defaultPrompt
-    }
-
-    // MARK: JSONL
-
-    private func nextJSONL() throws -> ManifestEntry? {
-        while let (bytes, _, line) = try readLine() {
-            if ManifestReader.isBlank(bytes) { continue }
-            let value: JSONValue
-            do {
-                value = try JSONValue.parse(utf8: bytes)
-            } catch let error as JSONParseError {
-                throw malformed(line, "not valid JSON (\(error))", bytes)
-            }
-            guard case .object(let members) = value else {
-                throw malformed(line, "expected a JSON object, found \(value.kindName)", bytes)
-            }
-            let id: String
-            switch value["id"] {
-            case .string(let s)?: id = s
-            case .number(let text)?: id = text
-            case nil: throw malformed(line, "missing \"id\"", bytes)
-            case let other?: throw malformed(line, "\"id\" must be a string or a number, found \(other.kindName)", bytes)
-            }
-            if id.isEmpty { throw malformed(line, "\"id\" is empty", bytes) }
-            guard let imageValue = value["image"] else { throw malformed(line, "missing \"image\"", bytes) }
-            guard case .string(let image) = imageValue else {
-                throw malformed(line, "\"image\" must be a string, found \(imageValue.kindName)", bytes)
-            }
-            if image.isEmpty { throw malformed(line, "\"image\" is empty", bytes) }
-            var written: String?
-            switch value["prompt"] {
-            case .string(let s)?: written = s
-            case nil, .null?: written = nil
-            case let other?: throw malformed(line, "\"prompt\" must be a string, found \(other.kindName)", bytes)
-            }
-            // A prompt written as "" is an empty prefix, which PaliGemma accepts; only a missing one
-            // takes the default.
-            guard let prompt = written ?? options.defaultPrompt else {
-                throw malformed(line, "missing \"prompt\" and no default prompt was given", bytes)
-            }
-            let extra = members.filter { $0.0 != "id" && $0.0 != "image" && $0.0 != "prompt" }
-            return entry(line: line, id: id, image: image, prompt: prompt, extra: extra)
-        }
-        return nil
-    }
-
-    // MARK: CSV
-
-    private struct CSVLayout {
-        let columns: [String]
-        let id: Int
-        let image: Int
-        let prompt: Int?
-    }
-
-    /// The next CSV record (RFC 4180) and the line it starts on; blank lines between records are skipped.
-    private func nextCSVRecord() throws -> (fields: [String], line: Int, text: [UInt8])? {
-        var fields: [String] = []
-        var field: [UInt8] = []
-        var text: [UInt8] = []
-        var inQuotes = false
-        var quoted = false          // the current field was quoted (and its closing quote seen)
-        var startLine = 0
-        while true {
-            guard let (bytes, crlf, line) = try readLine() else {
-                if inQuotes {
-                    throw malformed(startLine, "a quoted field opened on this line is never closed", text)
-                }
-                return nil
-            }
-            if startLine == 0 {
-                if ManifestReader.isBlank(bytes) { continue }
-                startLine = line
-            } else {
-                text.append(0x0A)
-            }
-            text.append(contentsOf: bytes.prefix(200 - min(200, text.count)))
-            var i = 0
-            while i < bytes.count {
-                let b = bytes[i]
-                if inQuotes {
-                    if b == UInt8(ascii: "\"") {
-                        if i + 1 < bytes.count, bytes[i + 1] == UInt8(ascii: "\"") {
-                            field.append(b)
-                            i += 2
-                            continue
-                        }
-                        inQuotes = false
-                        quoted = true
-                    } else {
-                        field.append(b)
-                    }
-                } else if b == UInt8(ascii: ",") {
-                    fields.append(String(decoding: field, as: UTF8.self))
-                    field.removeAll(keepingCapacity: true)
-                    quoted = false
-                } else if quoted {
-                    throw malformed(line, "unexpected character after a closing quote in field \(fields.count + 1) "
-                                    + "(a quote inside a field must be doubled: \"\")", bytes)
-                } else if b == UInt8(ascii: "\"") {
-                    guard field.isEmpty else {
-                        throw malformed(line, "a quote inside unquoted field \(fields.count + 1) (quote the whole "
-                                        + "field and double the quote: \"5\"\" screen\")", bytes)
-                    }
-                    inQuotes = true
-                } else {
-                    field.append(b)
-                }
-                i += 1
-            }
-            if inQuotes {
-                if field.count > ManifestReader.maxRecordBytes {
-                    throw ManifestError.lineTooLong(path: path, line: startLine, limit: ManifestReader.maxRecordBytes)
-                }
-                // A line break inside quotes belongs to the field, as written.
-                field.append(contentsOf: crlf ? [0x0D, 0x0A] : [0x0A])
-                continue
-            }
-            fields.append(String(decoding: field, as: UTF8.self))
-            return (fields, startLine, text)
-        }
-    }
-
-    private func readHeader() throws -> CSVLayout {
-        guard let (fields, _, _) = try nextCSVRecord() else {
-            throw ManifestError.badHeader(path: path, reason: "the CSV file is empty (no header row)")
-        }
-        let columns = fields.map { $0.trimmingCharacters(in: .whitespaces) }
-        var seen = Set<String>()
-        for column in columns {
-            if column.isEmpty { throw ManifestError.badHeader(path: path, reason: "the header has an empty column name") }
-            if !seen.insert(column).inserted {
-                throw ManifestError.badHeader(path: path, reason: "column \"\(column)\" appears twice in the header")
-            }
-        }
-        guard let id = columns.firstIndex(of: "id"), let image = columns.firstIndex(of: "image") else {
-            throw ManifestError.badHeader(path: path, reason: "the header \(columns.joined(separator: ",")) lacks "
-                                          + "an \"id\" or an \"image\" column")
-        }
-        let prompt = columns.firstIndex(of: "prompt")
-        if prompt == nil, options.defaultPrompt == nil {
-            throw ManifestError.badHeader(path: path, reason: "there is no \"prompt\" column and no default prompt")
-        }
-        return CSVLayout(columns: columns, id: id, image: image, prompt: prompt)
-    }
-
-    private func nextCSV() throws -> ManifestEntry? {
-        guard let layout = csv, let (fields, line, text) = try nextCSVRecord() else { return nil }
-        guard fields.count == layout.columns.count else {
-            throw malformed(line, "\(fields.count) field(s) but the header has \(layout.columns.count)", text)
-        }
-        let id = fields[layout.id]
-        if id.isEmpty { throw malformed(line, "empty id", text) }
-        let image = fields[layout.image]
-        if image.isEmpty { throw malformed(line, "empty image", text) }
-        let written = layout.prompt.map { fields[$0] }
-        guard let prompt = resolvedPrompt(written) else {
-            throw malformed(line, "empty prompt and no default prompt was given", text)
-        }
-        var extra: [(String, JSONValue)] = []
-        for (k, column) in layout.columns.enumerated() where k != layout.id && k != layout.image && k != layout.prompt {
-            extra.append((column, .string(fields[k])))
-        }
-        return entry(line: line, id: id, image: image, prompt: prompt, extra: extra)
     }
 
     // MARK: Folder
@@ -430,82 +269,5 @@ public final class ManifestReader {
             guard stat(url.appendingPathComponent(name).path, &info) == 0 else { return true }
             return (info.st_mode & S_IFMT) != S_IFDIR
         }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-    }
-}
-
-extension JSONValue {
-    /// "an object", "a string", ... for messages.
-    var kindName: String {
-        switch self {
-        case .null: return "null"
-        case .bool: return "a boolean"
-        case .number: return "a number"
-        case .string: return "a string"
-        case .array: return "an array"
-        case .object: return "an object"
-        }
-    }
-}
-
-/// Turns manifest image paths into absolute, resolved paths and checks them against the image root.
-struct PathResolver {
-    /// The folder relative paths start from (resolved).
-    let base: String
-    /// The resolved image root, and the root as given (for messages).
-    let root: String?
-    let rootAsGiven: String?
-
-    init(base: URL, root: URL?) {
-        self.base = PathResolver.canonical(base.path)
-        self.root = root.map { PathResolver.canonical($0.path) }
-        self.rootAsGiven = root?.path
-    }
-
-    func resolve(_ image: String) -> (path: String?, error: String?) {
-        let joined = image.hasPrefix("/") ? image : (base == "/" ? "/" : base + "/") + image
-        let resolved = PathResolver.canonical(joined)
-        if let root, !PathResolver.isInside(resolved, root) {
-            let shown = resolved == image ? "" : " (resolves to \(resolved))"
-            return (nil, "image path \(image)\(shown) escapes --image-root \(rootAsGiven ?? root)")
-        }
-        return (resolved, nil)
-    }
-
-    static func isInside(_ path: String, _ root: String) -> Bool {
-        root == "/" || path == root || path.hasPrefix(root + "/")
-    }
-
-    /// The absolute path with symlinks resolved as the system would resolve them (realpath of the
-    /// longest existing prefix), then "." and ".." of the missing rest removed.
-    static func canonical(_ path: String) -> String {
-        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        if let real = realPath(absolute) { return real }
-        let parts = absolute.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-        var k = parts.count - 1
-        while k >= 0 {
-            let prefix = "/" + parts[..<k].joined(separator: "/")
-            if let real = realPath(prefix) {
-                return normalize(real + "/" + parts[k...].joined(separator: "/"))
-            }
-            k -= 1
-        }
-        return normalize(absolute)
-    }
-
-    static func realPath(_ path: String) -> String? {
-        guard let p = realpath(path, nil) else { return nil }
-        defer { free(p) }
-        return String(cString: p)
-    }
-
-    /// Removes ".", ".." and repeated slashes without touching the file system.
-    static func normalize(_ path: String) -> String {
-        var out: [Substring] = []
-        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
-            if part == "." { continue }
-            if part == ".." { _ = out.popLast(); continue }
-            out.append(part)
-        }
-        return "/" + out.joined(separator: "/")
     }
 }

@@ -11,6 +11,7 @@
 // never taken: the message says how to check and remove it. The holder removes the file when it ends
 // (every return path of the coordinator, and `exit`); after SIGKILL or a crash it stays, stale.
 import Foundation
+import PaliJSON
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

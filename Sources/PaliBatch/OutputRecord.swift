@@ -3,6 +3,7 @@
 //   {"id":"a1","image":"imgs/a1.jpg","prompt":"caption en","status":"ok","text":"a cat","tokens":[...],
 //    <task fields>,"error":null,"timings":{"vision_s":0.12,...},<manifest extras>}
 import Foundation
+import PaliJSON
 
 public enum RecordStatus: String, Sendable {
     case ok
@@ -109,4 +110,62 @@ public struct OutputRecord: Sendable {
 
     /// The record as one line of JSON, without the newline.
     public var jsonLine: String { jsonValue.encoded }
+}
+
+extension OutputRecord {
+    /// Reads a record as `jsonValue` writes it: the keys between "tokens" and "error" are task fields, the
+    /// keys after "timings" extras (the members of a trailing "extra" object, which holds the names that
+    /// collided with standard keys, too). Nil when `value` is not such a record: not an object, no string
+    /// "id", a "status" other than "ok" or "error", or a standard key of the wrong type.
+    public init?(jsonValue value: JSONValue) {
+        guard case .object(let members) = value, let id = value["id"]?.stringValue,
+              let status = value["status"]?.stringValue.flatMap(RecordStatus.init(rawValue:)) else { return nil }
+        self.init(id: id, image: "", prompt: "", status: status)
+        var afterTimings = false
+        var beforeError = true
+        for (key, member) in members {
+            switch key {
+            case "id", "status":
+                continue
+            case "image", "prompt":
+                guard let text = member.stringValue else { return nil }
+                if key == "image" { image = text } else { prompt = text }
+            case "text":
+                guard member == .null || member.stringValue != nil else { return nil }
+                text = member.stringValue
+            case "tokens":
+                guard case .array(let items) = member else { return nil }
+                let ids = items.compactMap(\.intValue)
+                guard ids.count == items.count else { return nil }
+                tokens = ids
+            case "error":
+                beforeError = false
+                if member == .null { continue }
+                guard let kind = member["kind"]?.stringValue, let message = member["message"]?.stringValue else { return nil }
+                error = RecordError(kind: kind, message: message)
+            case "timings":
+                afterTimings = true
+                guard case .object(let entries) = member else { return nil }
+                for (name, seconds) in entries {
+                    guard let seconds = seconds.doubleValue else { return nil }
+                    timings.append((name, seconds))
+                }
+            case "extra" where afterTimings:
+                guard case .object(let nested) = member else { extra.append((key, member)); continue }
+                extra += nested
+            default:
+                if afterTimings { extra.append((key, member)) } else if beforeError { taskFields.append((key, member)) }
+                else { return nil }
+            }
+        }
+    }
+
+    /// Reads one shard line; see `init?(jsonValue:)`.
+    public init?(jsonLine: Substring) {
+        guard let value = try? JSONValue.parse(jsonLine) else { return nil }
+        self.init(jsonValue: value)
+    }
+
+    /// The task field `key` ("objects", "problems"), or nil.
+    public func taskField(_ key: String) -> JSONValue? { taskFields.first { $0.0 == key }?.1 }
 }

@@ -6,6 +6,7 @@
 // of this host that no longer runs are deleted (and untagged ones of versions before the tag); another
 // host's, or a live process's, are left alone and listed in `keptTempFiles`.
 import Foundation
+import PaliJSON
 
 public struct ResumeState: Sendable {
     /// Ids of every record in a complete shard.

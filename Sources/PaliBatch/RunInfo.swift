@@ -3,7 +3,9 @@
 //   {"version": "...", "started_at": "2025-01-31T12:00:00Z",
 //    "model": {"directory": "/models/pg", "config_sha256": "…", "weights": [{"name": "…", "bytes": 123}]},
 //    "settings": {"max_tokens": 32, ...}, "layout": {...}}
+import Crypto
 import Foundation
+import PaliJSON
 
 /// Which model a run used: the SHA-256 of its config.json and the names and sizes of its weight files
 /// (hashing gigabytes of weights at every start would cost minutes; names and sizes catch a swap).
@@ -51,7 +53,12 @@ public struct ModelIdentity: Sendable, Equatable {
             }
             weights.append(WeightFile(name: name, bytes: Int64(info.st_size)))
         }
-        return ModelIdentity(configSHA256: SHA256.hex(data), weights: weights)
+        return ModelIdentity(configSHA256: sha256Hex(data), weights: weights)
+    }
+
+    /// SHA-256 (swift-crypto) as 64 lowercase hex digits.
+    static func sha256Hex<D: DataProtocol>(_ data: D) -> String {
+        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
     }
 }
 
@@ -177,23 +184,5 @@ public struct RunInfo: Sendable {
             }
         }
         return out
-    }
-}
-
-extension JSONValue {
-    /// JSON with two-space indentation (objects and arrays of scalars on one line are not folded).
-    public func prettyEncoded(indent: String = "") -> String {
-        let inner = indent + "  "
-        switch self {
-        case .array(let items) where !items.isEmpty:
-            return "[\n" + items.map { inner + $0.prettyEncoded(indent: inner) }.joined(separator: ",\n")
-                + "\n" + indent + "]"
-        case .object(let members) where !members.isEmpty:
-            return "{\n" + members.map { key, value in
-                inner + JSONValue.string(key).encoded + ": " + value.prettyEncoded(indent: inner)
-            }.joined(separator: ",\n") + "\n" + indent + "}"
-        default:
-            return encoded
-        }
     }
 }

@@ -1,6 +1,7 @@
 // stats.json: counts, throughput and per-role busy/idle time of one run (one invocation; a resumed run
 // writes its own, counting the records it skipped as done).
 import Foundation
+import PaliJSON
 
 /// Seconds on a monotonic clock.
 public func monotonicSeconds() -> Double {

@@ -2,6 +2,7 @@
 // (model.safetensors, or shards with model.safetensors.index.json), tokenizer.model, and the
 // processor's image settings. Loading checks every piece and says what is missing.
 import Foundation
+import Logging
 import PaliModels
 import PaliTensor
 import PaliTokenizer
@@ -83,7 +84,9 @@ public final class ModelBundle: @unchecked Sendable {
         let checkpoint = try Checkpoint(directory: directory)
         checkpoint.weightsMode = weights
         checkpoint.gemmKernel = kernel
-        let progress = progressLabel.map { LoadProgress(label: $0, totalBytes: checkpoint.byteCount { _ in true }) }
+        let progress = progressLabel.map {
+            LoadProgress(logger: Logger(label: $0), totalBytes: checkpoint.byteCount { _ in true })
+        }
         if let progress {
             checkpoint.progress = { progress.add($0) }
             progress.start()

@@ -11,6 +11,7 @@
 //
 // Boxes (Google's demo convention): x = round(bin / 1024 · width), y = round(bin / 1024 · height),
 // with Python's round (half to even).
+import PaliJSON
 import PaliModels
 
 /// One detected or segmented object.
@@ -44,39 +45,27 @@ public struct TaskParse: Sendable, Equatable {
     }
 
     /// Fields to add to a JSON record: nil when the text has no <loc>/<seg> token; otherwise
-    /// `objects` (an array of dictionaries) and, when there are problems, `problems` (strings).
-    /// Values are Foundation-JSON ready ([String: Any], [Int], String).
-    public var jsonFields: [(String, Any)]? {
+    /// `objects` and, when there are problems, `problems` (strings).
+    public var jsonFields: [(String, JSONValue)]? {
         guard hasTaskTokens else { return nil }
-        var fields: [(String, Any)] = [("objects", jsonObjects)]
-        if !problems.isEmpty { fields.append(("problems", problems)) }
+        var fields: [(String, JSONValue)] = [("objects", objectsJSON)]
+        if !problems.isEmpty { fields.append(("problems", problemsJSON)) }
         return fields
     }
 
-    /// The objects as JSON-ready dictionaries: {"label", "box", ["mask": {"size", "counts"}]}.
-    public var jsonObjects: [[String: Any]] {
-        objects.map { o in
-            var d: [String: Any] = ["label": o.label, "box": o.box]
-            if let m = o.mask { d["mask"] = ["size": m.size, "counts": m.counts] as [String: Any] }
-            return d
-        }
-    }
-
-    /// The objects as a JSON array text, keys in the order label, box, mask.
-    public func objectsJSON() -> String {
-        "[" + objects.map { o in
-            var s = "{\"label\":\(TaskJSON.string(o.label)),\"box\":[\(o.box.map(String.init).joined(separator: ","))]"
+    /// The objects as a JSON array, keys in the order label, box, mask ({"size", "counts"}).
+    public var objectsJSON: JSONValue {
+        .array(objects.map { o in
+            var members: [(String, JSONValue)] = [("label", .string(o.label)), ("box", .array(o.box.map { .int($0) }))]
             if let m = o.mask {
-                s += ",\"mask\":{\"size\":[\(m.size.map(String.init).joined(separator: ","))],\"counts\":\(TaskJSON.string(m.counts))}"
+                members.append(("mask", .object([("size", .array(m.size.map { .int($0) })), ("counts", .string(m.counts))])))
             }
-            return s + "}"
-        }.joined(separator: ",") + "]"
+            return .object(members)
+        })
     }
 
-    /// The problems as a JSON array text.
-    public func problemsJSON() -> String {
-        "[" + problems.map(TaskJSON.string).joined(separator: ",") + "]"
-    }
+    /// The problems as a JSON array of strings.
+    public var problemsJSON: JSONValue { .array(problems.map { .string($0) }) }
 }
 
 public enum TaskOutput {
@@ -264,25 +253,5 @@ extension String {
         guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
               let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
         return String(scalars[first...last])
-    }
-}
-
-/// JSON text of strings, escaped as RFC 8259 requires (and '/' left alone).
-enum TaskJSON {
-    static func string(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20:
-                out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
     }
 }

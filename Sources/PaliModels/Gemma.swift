@@ -1,5 +1,13 @@
-// Gemma and Gemma 2 decoders (SPEC §2.3, §1.2), over a range of layers so that a pipeline stage runs
-// the same code as the single-process path.
+// Gemma and Gemma 2 decoders, over a range of layers so that a pipeline stage runs the same code as
+// the single-process path. Mirrors transformers v5.23.0 (the version our goldens come from):
+//   src/transformers/models/gemma/modeling_gemma.py    GemmaModel, GemmaDecoderLayer, GemmaAttention,
+//                                                      GemmaMLP, GemmaRMSNorm (weight applied as 1 + w)
+//   src/transformers/models/gemma2/modeling_gemma2.py  Gemma2DecoderLayer: a norm after attention and
+//                                                      around the MLP, attention and final logit soft-caps,
+//                                                      sliding-window layers
+// One `DecoderLayer` is GemmaDecoderLayer.forward statement by statement: input_layernorm →
+// GemmaAttention → (Gemma 2: post_attention_layernorm) → residual; pre-MLP norm → GemmaMLP → (Gemma 2:
+// post_feedforward_layernorm) → residual.
 //
 // A forward step works on a ragged batch: the new tokens of several sequences concatenated into
 // hidden [R, D] (R = Σ new tokens). Linear layers run on all R rows at once; attention runs per
@@ -26,15 +34,30 @@ public final class GemmaDecoder: @unchecked Sendable {
     /// The layers held here; a full model holds 0..<layers.
     public let layerRange: Range<Int>
 
-    struct Layer {
-        let inputNorm: Tensor
+    /// GemmaAttention's projections (q_proj, k_proj, v_proj, o_proj), packed.
+    struct AttentionWeights {
         let q, k, v, o: PackedWeight
-        let postAttentionNorm: Tensor
-        let preFeedforwardNorm, postFeedforwardNorm: Tensor?   // Gemma 2 only
+    }
+
+    /// GemmaMLP's projections (gate_proj, up_proj, down_proj), packed: down(gelu_tanh(gate(x)) · up(x)).
+    struct MLPWeights {
         let gate, up, down: PackedWeight
     }
 
-    let layers: [Layer]
+    /// GemmaDecoderLayer / Gemma2DecoderLayer. The norms are named by where they act, resolved once at
+    /// load: Gemma 1's checkpoint calls its pre-MLP norm `post_attention_layernorm`, so it is loaded as
+    /// `preFeedforwardNorm`, and `postAttentionNorm` (the norm on the attention output) exists for
+    /// Gemma 2 only.
+    struct DecoderLayer {
+        let inputNorm: Tensor
+        let attention: AttentionWeights
+        let postAttentionNorm: Tensor?                 // Gemma 2 only
+        let preFeedforwardNorm: Tensor
+        let mlp: MLPWeights
+        let postFeedforwardNorm: Tensor?               // Gemma 2 only
+    }
+
+    let layers: [DecoderLayer]
     /// [V, D], packed for the tied LM head (rows are read back for embedding lookups); present when
     /// this decoder embeds tokens or computes logits.
     public let embedding: PackedWeight?
@@ -51,18 +74,28 @@ public final class GemmaDecoder: @unchecked Sendable {
             let p = TensorName.decoderLayer(i)
             func t(_ n: String, _ s: [Int]) throws -> Tensor { try weights.tensor(p + n, shape: s) }
             func w(_ n: String, _ s: [Int]) throws -> PackedWeight { try weights.packed(p + n, shape: s) }
-            return Layer(
-                inputNorm: try t("input_layernorm.weight", [d]),
+            // The checkpoint's post_attention_layernorm is Gemma 2's norm on the
+            // attention output and Gemma 1's norm before the MLP.
+            let inputNorm = try t("input_layernorm.weight", [d])
+            let attention = AttentionWeights(
                 q: try w("self_attn.q_proj.weight", [h.queryWidth, d]),
                 k: try w("self_attn.k_proj.weight", [h.kvWidth, d]),
                 v: try w("self_attn.v_proj.weight", [h.kvWidth, d]),
-                o: try w("self_attn.o_proj.weight", [d, h.queryWidth]),
-                postAttentionNorm: try t("post_attention_layernorm.weight", [d]),
-                preFeedforwardNorm: h.gemma2 ? try t("pre_feedforward_layernorm.weight", [d]) : nil,
-                postFeedforwardNorm: h.gemma2 ? try t("post_feedforward_layernorm.weight", [d]) : nil,
+                o: try w("self_attn.o_proj.weight", [d, h.queryWidth]))
+            let postAttention = try t("post_attention_layernorm.weight", [d])
+            let preFeedforward = h.gemma2 ? try t("pre_feedforward_layernorm.weight", [d]) : postAttention
+            let postFeedforward = h.gemma2 ? try t("post_feedforward_layernorm.weight", [d]) : nil
+            let mlp = MLPWeights(
                 gate: try w("mlp.gate_proj.weight", [f, d]),
                 up: try w("mlp.up_proj.weight", [f, d]),
                 down: try w("mlp.down_proj.weight", [d, f]))
+            return DecoderLayer(
+                inputNorm: inputNorm,
+                attention: attention,
+                postAttentionNorm: h.gemma2 ? postAttention : nil,
+                preFeedforwardNorm: preFeedforward,
+                mlp: mlp,
+                postFeedforwardNorm: postFeedforward)
         }
         embedding = (embed || head)
             ? try weights.packed("\(TensorName.decoder)embed_tokens.weight", shape: [h.vocabSize, d]) : nil
@@ -72,7 +105,8 @@ public final class GemmaDecoder: @unchecked Sendable {
     /// Bytes of the packed matrices held (layers, and the tied embedding / LM head when held).
     public var packedBytes: Int {
         (embedding?.byteCount ?? 0) + layers.reduce(0) { total, l in
-            total + [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].reduce(0) { $0 + $1.byteCount }
+            total + [l.attention.q, l.attention.k, l.attention.v, l.attention.o, l.mlp.gate, l.mlp.up, l.mlp.down]
+                .reduce(0) { $0 + $1.byteCount }
         }
     }
 
@@ -135,11 +169,12 @@ public final class GemmaDecoder: @unchecked Sendable {
 
         for (li, layer) in layers.enumerated() {
             let index = layerRange.lowerBound + li
-            // Attention block.
+            // input_layernorm, then GemmaAttention: q/k/v projections, RoPE, the new keys and values into
+            // each sequence's cache, eager attention per sequence, o_proj.
             Norms.rmsNorm(hidden.data, rows: rows, width: d, weight: layer.inputNorm.data, eps: h.eps, into: y.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.q, bias: nil, into: q.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.k, bias: nil, into: k.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.v, bias: nil, into: v.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.attention.q, bias: nil, into: q.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.attention.k, bias: nil, into: k.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.attention.v, bias: nil, into: v.data)
             rope.apply(q.data, rows: rows, rowStride: h.queryWidth, heads: h.heads)
             rope.apply(k.data, rows: rows, rowStride: h.kvWidth, heads: h.kvHeads)
 
@@ -160,19 +195,18 @@ public final class GemmaDecoder: @unchecked Sendable {
                 }
                 row += s.tokens
             }
-            Linear.forward(attn.data, rows: rows, inFeatures: h.queryWidth, weight: layer.o, bias: nil, into: y.data)
-            if h.gemma2 {
-                Norms.rmsNorm(y.data, rows: rows, width: d, weight: layer.postAttentionNorm.data, eps: h.eps, into: y.data)
+            Linear.forward(attn.data, rows: rows, inFeatures: h.queryWidth, weight: layer.attention.o, bias: nil, into: y.data)
+            if let post = layer.postAttentionNorm {
+                Norms.rmsNorm(y.data, rows: rows, width: d, weight: post.data, eps: h.eps, into: y.data)
             }
             Elementwise.add(y.data, into: hidden.data, count: rows * d)
 
-            // MLP block (GeGLU). Gemma 1 names its pre-MLP norm post_attention_layernorm.
-            let mlpNorm = h.gemma2 ? layer.preFeedforwardNorm! : layer.postAttentionNorm
-            Norms.rmsNorm(hidden.data, rows: rows, width: d, weight: mlpNorm.data, eps: h.eps, into: y.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.gate, bias: nil, into: gate.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.up, bias: nil, into: up.data)
+            // The pre-MLP norm, then GemmaMLP (GeGLU).
+            Norms.rmsNorm(hidden.data, rows: rows, width: d, weight: layer.preFeedforwardNorm.data, eps: h.eps, into: y.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.mlp.gate, bias: nil, into: gate.data)
+            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.mlp.up, bias: nil, into: up.data)
             Activations.geglu(gate: gate.data, up: up.data, count: rows * h.mlpWidth, into: gate.data)
-            Linear.forward(gate.data, rows: rows, inFeatures: h.mlpWidth, weight: layer.down, bias: nil, into: y.data)
+            Linear.forward(gate.data, rows: rows, inFeatures: h.mlpWidth, weight: layer.mlp.down, bias: nil, into: y.data)
             if let post = layer.postFeedforwardNorm {
                 Norms.rmsNorm(y.data, rows: rows, width: d, weight: post.data, eps: h.eps, into: y.data)
             }
@@ -183,8 +217,8 @@ public final class GemmaDecoder: @unchecked Sendable {
 
     // MARK: Head
 
-    /// Final RMSNorm and tied LM head (+ Gemma 2 final soft-cap) on the selected rows of hidden [R, D]
-    /// → logits [rows.count, V].
+    /// Final RMSNorm (GemmaModel.norm) and tied LM head (GemmaForCausalLM.lm_head, + Gemma 2's final
+    /// logit soft-cap) on the selected rows of hidden [R, D] → logits [rows.count, V].
     public func logits(_ hidden: Tensor, rows selected: [Int]) -> Tensor {
         guard let embedding, let finalNorm else { preconditionFailure("this decoder holds no LM head") }
         let d = hyper.width, v = hyper.vocabSize

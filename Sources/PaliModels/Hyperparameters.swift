@@ -2,7 +2,7 @@
 import PaliTensor
 // `PaliGemmaConfiguration` (PaliWeights) maps onto these in PaliGemma+Configuration.swift.
 
-/// SigLIP vision tower (SPEC §1.1, §2.1).
+/// SigLIP vision tower (SiglipVisionConfig of transformers v5.23.0, models/siglip/configuration_siglip.py).
 public struct VisionHyperparameters: Sendable, Equatable {
     public var width: Int          // hidden_size, 1152 for So400m
     public var mlpWidth: Int       // intermediate_size, 4304
@@ -23,7 +23,7 @@ public struct VisionHyperparameters: Sendable, Equatable {
     public var patchInputs: Int { 3 * patchSize * patchSize }
 }
 
-/// Gemma / Gemma 2 decoder (SPEC §1.1–§1.2, §2.3).
+/// Gemma / Gemma 2 decoder (GemmaConfig / Gemma2Config of transformers v5.23.0, models/gemma*/configuration_gemma*.py).
 public struct DecoderHyperparameters: Sendable, Equatable {
     public var width: Int              // hidden_size
     public var mlpWidth: Int           // intermediate_size

@@ -1,14 +1,19 @@
-// SigLIP vision tower (So400m/14 in PaliGemma) and the projector, SPEC §2.1.
-// Patch embedding as one GEMM over flattened patches, learned positions, pre-LN encoder blocks,
-// post-LN, no pooling head. B = images, N = patches per image, D = width, F = MLP width.
+// SigLIP vision tower (So400m/14 in PaliGemma) and the projector. Mirrors transformers v5.23.0:
+//   src/transformers/models/siglip/modeling_siglip.py        SiglipVisionTransformer: SiglipVisionEmbeddings
+//       (patch Conv2d, here one GEMM over flattened patches, + learned positions), SiglipEncoder of
+//       SiglipEncoderLayer (layer_norm1 → SiglipAttention → residual; layer_norm2 → SiglipMLP → residual),
+//       post_layernorm; PaliGemma takes last_hidden_state, so no SiglipMultiheadAttentionPoolingHead
+//   src/transformers/models/paligemma/modeling_paligemma.py  PaliGemmaMultiModalProjector (`Projector`)
+// B = images, N = patches per image, D = width, F = MLP width.
 import PaliTensor
 
 public final class SiglipVisionTower: @unchecked Sendable {
     public let hyper: VisionHyperparameters
 
-    /// One encoder layer; matrices packed at load for the GEMM kernel. q/k/v are fused into one
-    /// [3D, D] matrix (one GEMM per layer; the columns of the product are q | k | v).
-    struct Layer {
+    /// SiglipEncoderLayer; matrices packed at load for the GEMM kernel. SiglipAttention's q/k/v are fused
+    /// into one [3D, D] matrix (one GEMM per layer; the columns of the product are q | k | v); fc1/fc2
+    /// are SiglipMLP's.
+    struct EncoderLayer {
         let ln1w, ln1b: Tensor
         let qkvw: PackedWeight
         let qkvb: Tensor
@@ -23,7 +28,7 @@ public final class SiglipVisionTower: @unchecked Sendable {
     let patchWeight: PackedWeight   // [D, 3·P·P] (Conv2d weight [D, 3, P, P] flattened)
     let patchBias: Tensor     // [D]
     let positions: Tensor     // [N, D]
-    let layers: [Layer]
+    let layers: [EncoderLayer]
     let postLNWeight, postLNBias: Tensor
 
     public init(hyper h: VisionHyperparameters, weights: WeightSource) throws {
@@ -40,7 +45,7 @@ public final class SiglipVisionTower: @unchecked Sendable {
                                           (l + "self_attn.v_proj.weight", [d, d])])
             let qkvBias = [try t("self_attn.q_proj.bias", [d]), try t("self_attn.k_proj.bias", [d]),
                            try t("self_attn.v_proj.bias", [d])]
-            return Layer(
+            return EncoderLayer(
                 ln1w: try t("layer_norm1.weight", [d]), ln1b: try t("layer_norm1.bias", [d]),
                 qkvw: qkv, qkvb: Tensor.concatenatingRows(qkvBias),
                 ow: try w("self_attn.out_proj.weight", [d, d]), ob: try t("self_attn.out_proj.bias", [d]),
@@ -108,6 +113,7 @@ public final class SiglipVisionTower: @unchecked Sendable {
         let scale = 1 / Float(h.headDim).squareRoot()
 
         for layer in layers {
+            // layer_norm1, SiglipAttention (fused q/k/v, eager attention per image, out_proj), residual.
             Norms.layerNorm(x.data, rows: rows, width: d, gamma: layer.ln1w.data, beta: layer.ln1b.data, eps: h.eps, into: y.data)
             Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.qkvw, bias: layer.qkvb.data, into: qkv.data)
             for img in 0..<b {
@@ -119,6 +125,7 @@ public final class SiglipVisionTower: @unchecked Sendable {
             Linear.forward(attn.data, rows: rows, inFeatures: d, weight: layer.ow, bias: layer.ob.data, into: y.data)
             Elementwise.add(y.data, into: x.data, count: rows * d)
 
+            // layer_norm2, SiglipMLP (fc1, gelu_pytorch_tanh, fc2), residual.
             Norms.layerNorm(x.data, rows: rows, width: d, gamma: layer.ln2w.data, beta: layer.ln2b.data, eps: h.eps, into: y.data)
             Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.fc1w, bias: layer.fc1b.data, into: hidden.data)
             Activations.geluTanh(hidden.data, count: rows * h.mlpWidth)
@@ -131,7 +138,8 @@ public final class SiglipVisionTower: @unchecked Sendable {
     }
 }
 
-/// `multi_modal_projector.linear`: vision width → decoder width, with bias, no activation.
+/// PaliGemmaMultiModalProjector (`multi_modal_projector.linear`): vision width → decoder width, with
+/// bias, no activation.
 public final class Projector: @unchecked Sendable {
     let weight: PackedWeight
     let bias: Tensor

@@ -7,6 +7,7 @@
 // and `flush` has nothing to wait for.
 
 import Foundation
+import Logging
 
 public final class LocalTransport: Transport, @unchecked Sendable {
     /// What `abort` does after recording the reason and waking every endpoint.
@@ -98,7 +99,7 @@ public final class LocalTransport: Transport, @unchecked Sendable {
     }
 
     public func abort(_ reason: String) -> Never {
-        FileHandle.standardError.write(Data("paligemma: rank \(rank) of \(size) aborts the job: \(reason)\n".utf8))
+        transportLogger.critical("rank \(rank) of \(size) aborts the job: \(reason)", metadata: ["mpi.rank": "\(rank)"])
         fabric.abort(by: rank, reason: reason)
         switch fabric.abortBehavior {
         case .exitProcess:

@@ -18,6 +18,7 @@
 
 import CMPI
 import Foundation
+import Logging
 
 public final class MPITransport: Transport, @unchecked Sendable {
     /// The MPI thread level to request.
@@ -244,7 +245,7 @@ public final class MPITransport: Transport, @unchecked Sendable {
 
     public func abort(_ reason: String) -> Never {
         // No lock: another thread may be inside a call; MPI_Abort is the last call anyway.
-        FileHandle.standardError.write(Data("paligemma: rank \(rank) of \(size) aborts the job: \(reason)\n".utf8))
+        transportLogger.critical("rank \(rank) of \(size) aborts the job: \(reason)", metadata: ["mpi.rank": "\(rank)"])
         if !isFinalized {
             _ = MPI_Abort(CMPI_comm_world(), 1)
         }

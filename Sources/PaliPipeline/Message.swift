@@ -1,13 +1,14 @@
-// What travels between ranks: a kind, a few Int64 header fields, and three payload arrays.
+// What travels between ranks: a kind, a header (the JSON of the kind's Codable header struct) and,
+// for the two kinds that carry activations, a raw float payload.
 //
 // `Message` is the untyped envelope the transports move and `WireFormat` serializes. The typed
-// structs in Messages.swift (`JobMessage`, `HiddenMessage`, ...) give each kind's fields names and
-// validate them; the pipeline builds and reads those, never raw `fields` indices.
+// structs in Messages.swift (`JobMessage`, `HiddenMessage`, ...) say what each kind holds; the pipeline
+// builds and reads those, never raw header bytes.
 
 /// The kinds of message the pipeline sends (docs/pipeline.md describes each one).
 /// The raw value is on the wire and is also the MPI tag.
 public enum MessageKind: UInt8, CaseIterable, Sendable, CustomStringConvertible {
-    /// Coordinator → vision rank: one job (id, image path, prompt ids, sampling parameters JSON).
+    /// Coordinator → vision rank: one job (id, image path, prompt ids, sampling parameters).
     case job = 1
     /// Vision rank → decoder stage 0: image embeddings [tokens, width] + prompt ids + parameters.
     case embeddings = 2
@@ -38,34 +39,27 @@ public enum MessageKind: UInt8, CaseIterable, Sendable, CustomStringConvertible 
     }
 }
 
-/// One message: header (`kind` + `fields`) and payload (`floats`, `ints`, `bytes`).
-/// The meaning of `fields` and of each payload array depends on `kind` (see Messages.swift).
+/// One message: `kind`, its typed header as UTF-8 JSON, and the floats of hidden states or embeddings.
 public struct Message: Sendable, Equatable {
     public var kind: MessageKind
-    /// Kind-specific Int64 header fields: ids, micro-batch, step, counts, per-sequence entries.
-    public var fields: [Int64]
-    /// Hidden states or embeddings, row-major.
+    /// The JSON of the kind's header struct (see Messages.swift).
+    public var header: [UInt8]
+    /// Hidden states or embeddings, row-major; empty for the other kinds.
     public var floats: [Float]
-    /// Token ids, or small integer flags.
-    public var ints: [Int32]
-    /// UTF-8 text and JSON blobs.
-    public var bytes: [UInt8]
 
-    public init(kind: MessageKind, fields: [Int64] = [], floats: [Float] = [], ints: [Int32] = [],
-                bytes: [UInt8] = []) {
-        self.kind = kind; self.fields = fields; self.floats = floats; self.ints = ints; self.bytes = bytes
+    public init(kind: MessageKind, header: [UInt8] = [], floats: [Float] = []) {
+        self.kind = kind; self.header = header; self.floats = floats
     }
 
     /// Equality compares floats by bit pattern, so a NaN payload equals itself after a round trip.
     public static func == (lhs: Message, rhs: Message) -> Bool {
-        lhs.kind == rhs.kind && lhs.fields == rhs.fields && lhs.ints == rhs.ints && lhs.bytes == rhs.bytes
-            && lhs.floats.count == rhs.floats.count
+        lhs.kind == rhs.kind && lhs.header == rhs.header && lhs.floats.count == rhs.floats.count
             && zip(lhs.floats, rhs.floats).allSatisfy { $0.bitPattern == $1.bitPattern }
     }
 }
 
 extension Message: CustomStringConvertible {
     public var description: String {
-        "\(kind)(fields: \(fields.count), floats: \(floats.count), ints: \(ints.count), bytes: \(bytes.count))"
+        "\(kind)(header: \(header.count) bytes, floats: \(floats.count))"
     }
 }

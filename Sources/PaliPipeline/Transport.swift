@@ -3,6 +3,10 @@
 // Two implementations share these semantics: `MPITransport` (Open MPI, one process per rank) and
 // `LocalTransport` (one thread per rank in one process, for tests and np=1). The pipeline code is
 // written against `Transport` alone, so the in-process runs exercise the same logic as mpirun runs.
+import Logging
+
+/// The transports' logger (the abort message every rank prints before the job ends).
+let transportLogger = Logger(label: "paligemma")
 
 /// A point-to-point message channel between the ranks of one job.
 ///

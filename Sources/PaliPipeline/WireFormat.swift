@@ -1,38 +1,35 @@
-// The byte layout of one `Message`: a 40-byte header, then the Int64 fields and the three payload
-// arrays, all little-endian, in one contiguous buffer (one MPI transfer per message).
+// The byte layout of one `Message`: a 32-byte frame, then the float payload and the message's JSON
+// header, little-endian, in one contiguous buffer (one MPI transfer per message).
 //
 //   offset  size  field
 //        0     4  magic "PGPL" (0x50 0x47 0x50 0x4C)
-//        4     1  version (1)
+//        4     1  version (2)
 //        5     1  kind (MessageKind raw value)
 //        6     2  reserved, 0
-//        8     4  field count   f   (UInt32)
-//       12     4  float count   F
-//       16     4  int32 count   I
-//       20     4  byte count    B
-//       24     8  body checksum (UInt64, over bytes 40..<end)
-//       32     4  header checksum (UInt32, over bytes 0..<32)
-//       36     4  reserved, 0
-//       40    8f  fields  (Int64)
-//            4F  floats  (IEEE-754 binary32)
-//            4I  ints    (Int32)
-//             B  bytes
+//        8     4  float count         F   (UInt32)
+//       12     4  header byte count   H
+//       16     8  body checksum (UInt64, over bytes 32..<end)
+//       24     4  frame checksum (UInt32, over bytes 0..<24)
+//       28     4  reserved, 0
+//       32    4F  floats  (IEEE-754 binary32)
+//              H  header  (UTF-8 JSON of the kind's Codable header, Messages.swift)
 //
-// Every section starts 4-byte aligned (fields 8-byte aligned) so payloads copy in bulk. Decoding
-// checks everything before reading a payload byte: a corrupt, truncated or foreign buffer is a
-// `TransportError.corruptMessage`, never a crash or an out-of-bounds read.
+// The floats start 4-byte aligned so they copy in bulk. Decoding checks everything before reading a
+// payload byte: a corrupt, truncated or foreign buffer is a `TransportError.corruptMessage`, never a
+// crash or an out-of-bounds read. Version 1 laid each kind's fields out by hand as Int64s, Int32s
+// and bytes; version 2 replaced that with the JSON header.
 
 public enum WireFormat {
     /// "PGPL" read as a little-endian UInt32.
     public static let magic: UInt32 = 0x4C50_4750
     /// Bumped whenever the layout or a kind's fields change; ranks of different versions refuse each other.
-    public static let version: UInt8 = 1
-    public static let headerSize = 40
+    public static let version: UInt8 = 2
+    /// Bytes before the payload.
+    public static let frameSize = 32
 
     /// The serialized size of `message` in bytes.
     public static func encodedSize(of message: Message) -> Int {
-        headerSize + 8 * message.fields.count + 4 * message.floats.count + 4 * message.ints.count
-            + message.bytes.count
+        frameSize + 4 * message.floats.count + message.header.count
     }
 
     /// `message` serialized into a new byte array.
@@ -47,34 +44,30 @@ public enum WireFormat {
     /// Serializes `message` into `buffer`, whose size must be exactly `encodedSize(of: message)`.
     public static func encode(_ message: Message, into buffer: UnsafeMutableRawBufferPointer) {
         precondition(buffer.count == encodedSize(of: message), "WireFormat.encode: buffer size mismatch")
-        for count in [message.fields.count, message.floats.count, message.ints.count, message.bytes.count] {
+        for count in [message.floats.count, message.header.count] {
             precondition(count <= Int(UInt32.max), "WireFormat.encode: a payload of \(count) elements is too large")
         }
-        var offset = headerSize
-        offset = copy(message.fields, into: buffer, at: offset)
+        var offset = frameSize
         #if _endian(little)
         offset = copy(message.floats, into: buffer, at: offset)
         #else
         offset = copy(message.floats.map(\.bitPattern), into: buffer, at: offset)
         #endif
-        offset = copy(message.ints, into: buffer, at: offset)
-        offset = copy(message.bytes, into: buffer, at: offset)
+        offset = copy(message.header, into: buffer, at: offset)
         assert(offset == buffer.count)
 
         buffer.storeBytes(of: magic.littleEndian, toByteOffset: 0, as: UInt32.self)
         buffer.storeBytes(of: version, toByteOffset: 4, as: UInt8.self)
         buffer.storeBytes(of: message.kind.rawValue, toByteOffset: 5, as: UInt8.self)
         buffer.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
-        buffer.storeBytes(of: UInt32(message.fields.count).littleEndian, toByteOffset: 8, as: UInt32.self)
-        buffer.storeBytes(of: UInt32(message.floats.count).littleEndian, toByteOffset: 12, as: UInt32.self)
-        buffer.storeBytes(of: UInt32(message.ints.count).littleEndian, toByteOffset: 16, as: UInt32.self)
-        buffer.storeBytes(of: UInt32(message.bytes.count).littleEndian, toByteOffset: 20, as: UInt32.self)
-        let body = UnsafeRawBufferPointer(rebasing: buffer[headerSize...])
-        buffer.storeBytes(of: checksum(body).littleEndian, toByteOffset: 24, as: UInt64.self)
-        let head = UnsafeRawBufferPointer(rebasing: buffer[0..<32])
-        buffer.storeBytes(of: UInt32(truncatingIfNeeded: checksum(head)).littleEndian, toByteOffset: 32,
+        buffer.storeBytes(of: UInt32(message.floats.count).littleEndian, toByteOffset: 8, as: UInt32.self)
+        buffer.storeBytes(of: UInt32(message.header.count).littleEndian, toByteOffset: 12, as: UInt32.self)
+        let body = UnsafeRawBufferPointer(rebasing: buffer[frameSize...])
+        buffer.storeBytes(of: checksum(body).littleEndian, toByteOffset: 16, as: UInt64.self)
+        let frame = UnsafeRawBufferPointer(rebasing: buffer[0..<24])
+        buffer.storeBytes(of: UInt32(truncatingIfNeeded: checksum(frame)).littleEndian, toByteOffset: 24,
                           as: UInt32.self)
-        buffer.storeBytes(of: UInt32(0), toByteOffset: 36, as: UInt32.self)
+        buffer.storeBytes(of: UInt32(0), toByteOffset: 28, as: UInt32.self)
     }
 
     /// The message in `bytes`; throws `TransportError.corruptMessage` if they are not exactly one message.
@@ -85,8 +78,8 @@ public enum WireFormat {
     /// The message in `buffer`; throws `TransportError.corruptMessage` if it is not exactly one message.
     public static func decode(_ buffer: UnsafeRawBufferPointer) throws -> Message {
         func corrupt(_ reason: String) -> TransportError { .corruptMessage(source: nil, reason: reason) }
-        guard buffer.count >= headerSize else {
-            throw corrupt("\(buffer.count) bytes is shorter than the \(headerSize)-byte header (truncated)")
+        guard buffer.count >= frameSize else {
+            throw corrupt("\(buffer.count) bytes is shorter than the \(frameSize)-byte frame (truncated)")
         }
         func u32(_ offset: Int) -> UInt32 { UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
         let foundMagic = u32(0)
@@ -97,41 +90,39 @@ public enum WireFormat {
         guard foundVersion == version else {
             throw corrupt("wire format version \(foundVersion), this build speaks version \(version)")
         }
-        let head = UnsafeRawBufferPointer(rebasing: buffer[0..<32])
-        guard u32(32) == UInt32(truncatingIfNeeded: checksum(head)) else {
-            throw corrupt("header checksum mismatch")
+        let frame = UnsafeRawBufferPointer(rebasing: buffer[0..<24])
+        guard u32(24) == UInt32(truncatingIfNeeded: checksum(frame)) else {
+            throw corrupt("frame checksum mismatch")
         }
         guard let kind = MessageKind(rawValue: buffer[5]) else { throw corrupt("unknown message kind \(buffer[5])") }
-        guard buffer.loadUnaligned(fromByteOffset: 6, as: UInt16.self) == 0, u32(36) == 0 else {
-            throw corrupt("reserved header bytes are not zero")
+        guard buffer.loadUnaligned(fromByteOffset: 6, as: UInt16.self) == 0, u32(28) == 0 else {
+            throw corrupt("reserved frame bytes are not zero")
         }
-        let fieldCount = Int(u32(8)), floatCount = Int(u32(12)), intCount = Int(u32(16)), byteCount = Int(u32(20))
-        let declared = headerSize + 8 * fieldCount + 4 * floatCount + 4 * intCount + byteCount  // < 2^37: no overflow
+        let floatCount = Int(u32(8)), headerCount = Int(u32(12))
+        let declared = frameSize + 4 * floatCount + headerCount  // < 2^35: no overflow
         guard declared == buffer.count else {
-            throw corrupt("header declares \(declared) bytes (\(fieldCount) fields, \(floatCount) floats, "
-                          + "\(intCount) ints, \(byteCount) bytes) but the buffer has \(buffer.count)"
+            throw corrupt("frame declares \(declared) bytes (\(floatCount) floats, a \(headerCount)-byte header) "
+                          + "but the buffer has \(buffer.count)"
                           + (declared > buffer.count ? " (truncated)" : " (trailing bytes)"))
         }
-        let body = UnsafeRawBufferPointer(rebasing: buffer[headerSize...])
-        let storedChecksum = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+        let body = UnsafeRawBufferPointer(rebasing: buffer[frameSize...])
+        let storedChecksum = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
         guard checksum(body) == storedChecksum else { throw corrupt("payload checksum mismatch") }
 
-        var offset = headerSize
-        let fields: [Int64] = load(fieldCount, from: buffer, at: &offset)
+        var offset = frameSize
         #if _endian(little)
         let floats: [Float] = load(floatCount, from: buffer, at: &offset)
         #else
         let floats: [Float] = (load(floatCount, from: buffer, at: &offset) as [UInt32]).map(Float.init(bitPattern:))
         #endif
-        let ints: [Int32] = load(intCount, from: buffer, at: &offset)
-        let bytes: [UInt8] = load(byteCount, from: buffer, at: &offset)
-        return Message(kind: kind, fields: fields, floats: floats, ints: ints, bytes: bytes)
+        let header: [UInt8] = load(headerCount, from: buffer, at: &offset)
+        return Message(kind: kind, header: header, floats: floats)
     }
 
     // MARK: Sections
 
     #if _endian(little)
-    // Little-endian host: the in-memory layout of Int64/Float/Int32/UInt8 arrays is the wire layout.
+    // Little-endian host: the in-memory layout of Float and UInt8 arrays is the wire layout.
     private static func copy<T>(_ values: [T], into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> Int {
         let byteCount = values.count * MemoryLayout<T>.size
         values.withUnsafeBytes { source in

@@ -4,6 +4,7 @@
 // has in the layout (MPITransport). Otherwise (no launcher, or a launcher's world of one) one process
 // plays every role on its own thread, connected by LocalTransport, with the same code.
 import Foundation
+import Logging
 import PaliBatch
 import PaliGeneration
 import PaliModels
@@ -91,7 +92,7 @@ public enum BatchRun {
         do {
             try transport.finalize()
         } catch {
-            FileHandle.standardError.write(Data("paligemma run: \(error)\n".utf8))
+            logger.error("\(error)")
         }
         return status
     }
@@ -100,8 +101,11 @@ public enum BatchRun {
     /// that reports errors found before MPI starts (every rank finds them; one says so).
     public static var isRankZeroOrAlone: Bool { (MPITransport.launcherRank() ?? 0) == 0 }
 
+    /// The run's messages before a rank has its role (`RankContext.logger` after).
+    static let logger = Logger(label: "paligemma run")
+
     private static func fail(_ message: String) -> Int32 {
-        FileHandle.standardError.write(Data("paligemma run: \(message)\n".utf8))
+        logger.error("\(message)")
         return 2
     }
 
@@ -159,14 +163,14 @@ public enum BatchRun {
         }
         if transport.rank == 0 { TestHooks.pause(TestHooks.slowLoad) }
         if transport.rank == 0, config.visionRanks == nil, config.stages == nil, layout.visionRanks > 1 {
-            FileHandle.standardError.write(Data(("paligemma run: \(layout): the decoder's \(hyper.decoder.layers) "
-                + "layer(s) allow at most \(layout.stages) stage(s), so the spare ranks are vision ranks\n").utf8))
+            context.logger.notice(.init(stringLiteral: "\(layout): the decoder's \(hyper.decoder.layers) layer(s) allow at most "
+                                  + "\(layout.stages) stage(s), so the spare ranks are vision ranks"))
         }
         let status = runRole(context: context, stagePlan: stagePlan, bundle: bundle, config: config)
         do {
             try transport.finalize()
         } catch {
-            FileHandle.standardError.write(Data("paligemma run: rank \(transport.rank): \(error)\n".utf8))
+            context.logger.error("rank \(transport.rank): \(error)")
         }
         return status
     }
@@ -215,7 +219,7 @@ public enum BatchRun {
                            _ make: (Checkpoint) throws -> W) throws -> W {
         let checkpoint = try Checkpoint(directory: config.modelDirectory)
         checkpoint.weightsMode = config.weights
-        let progress = LoadProgress(label: "paligemma run: rank \(context.rank) (\(context.role))",
+        let progress = LoadProgress(logger: context.logger, subject: "rank \(context.rank) (\(context.role))",
                                     totalBytes: checkpoint.byteCount(where: include))
         checkpoint.progress = { progress.add($0) }
         progress.start()
@@ -251,11 +255,11 @@ public enum BatchRun {
                 let worker = try loading(context, config, include: {
                     TensorNames.decoderLayer(of: $0).map(layers.contains) ?? (withEmbedding && TensorNames.isEmbedding($0))
                 }) { checkpoint in
-                    try StageWorker(context: context, bundle: bundle, checkpoint: checkpoint,
-                                    layers: layers, microBatchSize: config.microBatchSize,
-                                    microBatches: config.microBatches ?? layout.stages)
+                    try makeStageRole(context: context, bundle: bundle, checkpoint: checkpoint,
+                                      layers: layers, microBatchSize: config.microBatchSize,
+                                      microBatches: config.microBatches ?? layout.stages)
                 }
-                context.weightBytes = worker.decoder.packedBytes
+                context.weightBytes = worker.stage.decoder.packedBytes
                 try worker.run()
             }
             try transport.flush()

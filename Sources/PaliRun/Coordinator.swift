@@ -2,8 +2,10 @@
 // replicas by load, turns results into records in shards, shows progress, and writes run.json and
 // stats.json. It does no heavy math, so it always answers.
 import Foundation
+import Logging
 import PaliBatch
 import PaliGeneration
+import PaliJSON
 import PaliPipeline
 
 final class Coordinator {
@@ -59,22 +61,22 @@ final class Coordinator {
         do {
             setup = try prepare()
         } catch {
-            FileHandle.standardError.write(Data("paligemma run: \(error)\n".utf8))
+            context.logger.error("\(error)")
             try shutdownWorkers(code: 2, reason: "the coordinator could not start the job", wait: 5)
             return 2
         }
         let (total, resume, writer, reader) = setup
         if !resume.keptTempFiles.isEmpty {
-            log("left \(resume.keptTempFiles.count) temporary shard(s) of other processes in \(config.outputDirectory.path) "
+            context.logger.notice(.init(stringLiteral: "left \(resume.keptTempFiles.count) temporary shard(s) of other processes in \(config.outputDirectory.path) "
                 + "(\(resume.keptTempFiles.prefix(4).joined(separator: ", "))): they are another host's or a running "
-                + "process's; delete them once no run writes there (their records are not counted as done)")
+                + "process's; delete them once no run writes there (their records are not counted as done)"))
         }
         stats = RunStats(skipped: resume.doneIDs.count)
         let remaining = max(0, total - resume.doneIDs.count)
         let progress = ProgressReporter(total: total, alreadyDone: resume.doneIDs.count,
                                         interval: config.progressInterval)
         if resume.records > 0 {
-            log("resuming: \(resume.records) records in \(resume.shards) complete shards are kept; \(remaining) to do")
+            context.logger.notice("resuming: \(resume.records) records in \(resume.shards) complete shards are kept; \(remaining) to do")
         }
         var exhausted = false
         var interrupted: Int32 = 0
@@ -85,7 +87,7 @@ final class Coordinator {
                 let signal = StopSignal.pending
                 if signal != 0 {
                     interrupted = signal
-                    log("\(StopSignal.name(signal)) received: completing the current shard and stopping the workers")
+                    context.logger.notice("\(StopSignal.name(signal)) received: completing the current shard and stopping the workers")
                     break
                 }
                 // Hand out jobs while some replica has room.
@@ -124,16 +126,16 @@ final class Coordinator {
         progress.finish()
         if interrupted != 0 {
             let name = StopSignal.name(interrupted)
-            log("\(name): stopped with \(dispatched.count) job(s) unfinished; every complete shard is on disk "
-                + "(\(writer.shardsCompleted.count) written by this run). Rerun the same command to resume.")
+            context.logger.notice(.init(stringLiteral: "\(name): stopped with \(dispatched.count) job(s) unfinished; every complete shard is on disk "
+                + "(\(writer.shardsCompleted.count) written by this run). Rerun the same command to resume."))
             try shutdownWorkers(code: 1, reason: "\(name) received", wait: 5)
             try writeStats(outcome: "interrupted", extra: [("signal", .string(name))])
             return 128 + interrupted
         }
         try shutdownWorkers(code: 0, reason: "done", wait: 30)
         try writeStats(outcome: "complete")
-        log("done: \(counts.ok) ok, \(counts.error) errors, \(counts.skipped) already done; "
-            + "\(writer.shardsCompleted.count) shard(s) written to \(config.outputDirectory.path)")
+        context.logger.notice(.init(stringLiteral: "done: \(counts.ok) ok, \(counts.error) errors, \(counts.skipped) already done; "
+            + "\(writer.shardsCompleted.count) shard(s) written to \(config.outputDirectory.path)"))
         return 0
     }
 
@@ -146,12 +148,12 @@ final class Coordinator {
         do {
             try writer.finish()
         } catch let finishError {
-            log("the shard being written is not kept (\(finishError)); its jobs are redone on resume")
+            context.logger.notice("the shard being written is not kept (\(finishError)); its jobs are redone on resume")
         }
         do {
             try writeStats(outcome: "failed", extra: [("error", .string("\(error)"))])
         } catch let statsError {
-            log("cannot write stats.json: \(statsError)")
+            context.logger.notice("cannot write stats.json: \(statsError)")
         }
     }
 
@@ -173,7 +175,7 @@ final class Coordinator {
         do {
             let lock = try OutputLock.acquire(directory: output)
             outputLock = lock
-            if let note = lock.note { log(note) }
+            if let note = lock.note { context.logger.notice("\(note)") }
             return try prepareLocked()
         } catch {
             outputLock?.release()
@@ -220,16 +222,16 @@ final class Coordinator {
     /// Sends `entry` to a vision rank of `replica`, or returns its error record when it cannot run.
     private func dispatch(_ entry: ManifestEntry, to replica: Int) throws -> OutputRecord? {
         if let problem = entry.pathError {
-            return errorRecord(entry, kind: "image_path_outside_root", message: problem)
+            return .failure(entry, kind: RecordErrorKind.imagePathOutsideRoot, message: problem)
         }
         guard let path = entry.imagePath else {
-            return errorRecord(entry, kind: "missing_image", message: "no image path for \(entry.id)")
+            return .failure(entry, kind: RecordErrorKind.missingImage, message: "no image path for \(entry.id)")
         }
         let ids = bundle.promptIDs(entry.prompt)
         do {
             try bundle.prompt.validate(promptLength: ids.count, maxNewTokens: config.maxNewTokens)
         } catch {
-            return errorRecord(entry, kind: "prompt_too_long", message: "\(error)")
+            return .failure(entry, kind: RecordErrorKind.promptTooLong, message: "\(error)")
         }
         var parameters = JobParameters(maxNewTokens: config.maxNewTokens, sampling: config.sampling)
         parameters.seed = JobParameters.seed(base: config.sampling.seed, id: entry.id)
@@ -238,7 +240,7 @@ final class Coordinator {
         let id = nextJobID
         nextJobID += 1
         try context.transport.send(JobMessage(jobID: id, imagePath: path, promptIDs: ids.map(Int32.init),
-                                              parametersJSON: parameters.json), to: visionRank)
+                                              parameters: parameters), to: visionRank)
         dispatched[id] = Dispatched(entry: entry, replica: replica, visionRank: visionRank, sentAt: MonotonicClock.now())
         replicaLoad[replica] += 1
         visionLoad[visionRank, default: 0] += 1
@@ -253,34 +255,23 @@ final class Coordinator {
         }
         replicaLoad[job.replica] -= 1
         visionLoad[job.visionRank, default: 1] -= 1
-        var timings = result.timings
-        let width = timings.removeValue(forKey: "image_width").map { Int($0) }
-        let height = timings.removeValue(forKey: "image_height").map { Int($0) }
-        timings["total_s"] = MonotonicClock.now() - job.sentAt
-        let ordered = ["vision_s", "prefill_s", "decode_s", "total_s"].compactMap { key in timings[key].map { (key, $0) } }
-        switch result.status {
-        case .error:
-            let failure = JobFailure(json: result.errorJSON)
-            var rec = errorRecord(job.entry, kind: failure.kind, message: failure.message)
-            rec.timings = ordered
-            return rec
-        case .ok:
-            let tokens = result.tokenIDs.map(Int.init)
-            generatedTokens += tokens.count
-            stats.record(.ok, prefillTokens: promptLength, generatedTokens: tokens.count)
-            counted = true
-            let text = bundle.text(tokens)
-            var rec = OutputRecord(id: job.entry.id, image: job.entry.image, prompt: job.entry.prompt, status: .ok,
-                                   text: text, tokens: tokens, error: nil, taskFields: [], timings: ordered,
-                                   extra: job.entry.extra)
-            rec.taskFields = tasks.fields(text: text, imageWidth: width, imageHeight: height)
-            return rec
+        let measured = result.measurements
+        let timings = [("vision_s", measured.visionSeconds), ("prefill_s", measured.prefillSeconds),
+                       ("decode_s", measured.decodeSeconds), ("total_s", MonotonicClock.now() - job.sentAt)]
+            .compactMap { key, seconds in seconds.map { (key, $0) } }
+        if let failure = result.failure {
+            return .failure(job.entry, kind: failure.kind, message: failure.message, timings: timings)
         }
-    }
-
-    private func errorRecord(_ entry: ManifestEntry, kind: String, message: String) -> OutputRecord {
-        OutputRecord(id: entry.id, image: entry.image, prompt: entry.prompt, status: .error, text: nil, tokens: [],
-                     error: RecordError(kind: kind, message: message), taskFields: [], timings: [], extra: entry.extra)
+        let tokens = result.tokenIDs.map(Int.init)
+        generatedTokens += tokens.count
+        stats.record(.ok, prefillTokens: promptLength, generatedTokens: tokens.count)
+        counted = true
+        let text = bundle.text(tokens)
+        return OutputRecord(id: job.entry.id, image: job.entry.image, prompt: job.entry.prompt, status: .ok,
+                            text: text, tokens: tokens,
+                            taskFields: tasks.fields(text: text, imageWidth: measured.imageWidth,
+                                                     imageHeight: measured.imageHeight),
+                            timings: timings, extra: job.entry.extra)
     }
 
     private func write(_ record: OutputRecord, _ writer: ShardWriter) throws {
@@ -323,9 +314,5 @@ final class Coordinator {
         stats.setRoles(roles)
         stats.finish(outcome: outcome, details: extra)
         try stats.write(to: config.outputDirectory)
-    }
-
-    private func log(_ text: String) {
-        FileHandle.standardError.write(Data("paligemma run: \(text)\n".utf8))
     }
 }

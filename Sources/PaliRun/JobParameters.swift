@@ -1,44 +1,19 @@
-// What travels with a job from the coordinator to the last decoder stage: the token budget and the
-// sampling settings, plus what the vision rank learned about the image (its original size, for
-// boxes and masks) and how long it took. Encoded as a small JSON object in the messages.
+// What the batch run adds to the pipeline's message types: the sampling side of `JobParameters` (built
+// from `paligemma run`'s options, turned back into the Sampler's parameters on the last stage), a
+// record's error as a result message carries it, and the errors that end a run.
 import Foundation
+import PaliBatch
 import PaliGeneration
+import PaliPipeline
 
-public struct JobParameters: Codable, Sendable, Equatable {
-    public var maxNewTokens: Int
-    public var temperature: Float
-    public var topK: Int?
-    public var topP: Float?
-    /// The job's own seed (`--seed` mixed with the id, see `JobParameters.seed(base:id:)`).
-    public var seed: UInt64
-    public var imageWidth: Int?
-    public var imageHeight: Int?
-    public var visionSeconds: Double?
-
+extension JobParameters {
     public init(maxNewTokens: Int, sampling: SamplingParameters) {
-        self.maxNewTokens = maxNewTokens
-        temperature = sampling.temperature
-        topK = sampling.topK
-        topP = sampling.topP
-        seed = sampling.seed
+        self.init(maxNewTokens: maxNewTokens, temperature: sampling.temperature, topK: sampling.topK,
+                  topP: sampling.topP, seed: sampling.seed)
     }
 
     public var sampling: SamplingParameters {
         SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
-    }
-
-    public var json: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
-    }
-
-    public init(json: String) throws {
-        do {
-            self = try JSONDecoder().decode(JobParameters.self, from: Data(json.utf8))
-        } catch {
-            throw RunError.internalMessage("job parameters \(json.prefix(200)) do not decode: \(error)")
-        }
     }
 
     /// A job's sampling seed: `base` mixed with the job id (FNV-1a), so every job draws its own
@@ -69,21 +44,6 @@ public enum RunError: Error, CustomStringConvertible {
     }
 }
 
-/// A record-level failure as the coordinator writes it (`error: {kind, message}`).
-public struct JobFailure: Codable, Sendable, Equatable {
-    public var kind: String
-    public var message: String
-
-    public init(kind: String, message: String) { self.kind = kind; self.message = message }
-
-    public var json: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
-    }
-
-    public init(json: String) {
-        self = (try? JSONDecoder().decode(JobFailure.self, from: Data(json.utf8)))
-            ?? JobFailure(kind: "internal", message: json)
-    }
+extension ResultMessage.Failure {
+    init(_ error: RecordError) { self.init(kind: error.kind, message: error.message) }
 }

@@ -1,6 +1,7 @@
 // run.json: what produced the records in an output directory. A rerun (resume) with settings that would
 // change the records is refused unless the user says so, so one directory never mixes two runs' outputs.
 import Foundation
+import PaliJSON
 import PaliBatch
 import PaliPipeline
 

@@ -1,6 +1,7 @@
 // Task fields of a record: `objects` (boxes in pixels of the original image, masks as COCO RLE) when
 // the answer holds <loc>/<seg> tokens, and `problems` when part of it is malformed (docs/tasks.md).
 import Foundation
+import PaliJSON
 import PaliBatch
 import PaliGeneration
 import PaliModels
@@ -23,12 +24,6 @@ struct TaskFormatter {
     func fields(text: String, imageWidth: Int?, imageHeight: Int?) -> [(String, JSONValue)] {
         guard let width = imageWidth, let height = imageHeight else { return [] }
         let parse = TaskOutput.parse(text: text, imageWidth: width, imageHeight: height, maskDecoder: maskDecoder)
-        guard parse.hasTaskTokens else { return [] }
-        var out: [(String, JSONValue)] = []
-        if let objects = try? JSONValue.parse(parse.objectsJSON()) { out.append(("objects", objects)) }
-        if !parse.problems.isEmpty, let problems = try? JSONValue.parse(parse.problemsJSON()) {
-            out.append(("problems", problems))
-        }
-        return out
+        return parse.jsonFields ?? []
     }
 }

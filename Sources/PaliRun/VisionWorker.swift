@@ -3,6 +3,7 @@
 // that is missing, undecodable or over the pixel budget becomes an error result sent straight to the
 // coordinator; the rank goes on.
 import Foundation
+import PaliBatch
 import PaliGeneration
 import PaliImage
 import PaliModels
@@ -73,7 +74,7 @@ final class VisionWorker {
             } catch {
                 errors += 1
                 let failure = Self.failure(for: error, path: job.imagePath)
-                try context.transport.send(ResultMessage(jobID: job.jobID, status: .error, errorJSON: failure.json), to: 0)
+                try context.transport.send(ResultMessage(jobID: job.jobID, failure: .init(failure)), to: 0)
             }
         }
         guard !ready.isEmpty else { return }
@@ -87,28 +88,26 @@ final class VisionWorker {
         let tokens = features.count / (ready.count * textWidth)
         let seconds = (MonotonicClock.now() - start) / Double(ready.count)
         for (i, item) in ready.enumerated() {
-            var parameters = try JobParameters(json: item.job.parametersJSON)
-            parameters.imageWidth = item.width
-            parameters.imageHeight = item.height
-            parameters.visionSeconds = seconds
+            let measurements = JobMeasurements(imageWidth: item.width, imageHeight: item.height, visionSeconds: seconds)
             let rows = Array(UnsafeBufferPointer(start: features.data + i * tokens * textWidth, count: tokens * textWidth))
             try context.transport.send(EmbeddingsMessage(jobID: item.job.jobID, tokens: tokens, width: textWidth,
                                                          embeddings: rows, promptIDs: item.job.promptIDs,
-                                                         parametersJSON: parameters.json), to: stage0)
+                                                         parameters: item.job.parameters, measurements: measurements),
+                                           to: stage0)
             images += 1
         }
     }
 
     /// The record error for an image that could not be turned into pixels.
-    static func failure(for error: Error, path: String) -> JobFailure {
+    static func failure(for error: Error, path: String) -> RecordError {
         guard let error = error as? ImageError else {
-            return JobFailure(kind: "unreadable_image", message: "\(path): \(error)")
+            return RecordError(kind: RecordErrorKind.unreadableImage, message: "\(path): \(error)")
         }
         switch error {
-        case .tooLarge: return JobFailure(kind: "image_too_large", message: error.description)
+        case .tooLarge: return RecordError(kind: RecordErrorKind.imageTooLarge, message: error.description)
         case .unreadable where isMissing(path):
-            return JobFailure(kind: "missing_image", message: "\(path): no such file; check the manifest's image path")
-        default: return JobFailure(kind: "unreadable_image", message: error.description)
+            return RecordError(kind: RecordErrorKind.missingImage, message: "\(path): no such file; check the manifest's image path")
+        default: return RecordError(kind: RecordErrorKind.unreadableImage, message: error.description)
         }
     }
 

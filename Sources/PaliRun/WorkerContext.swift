@@ -2,6 +2,7 @@
 // it, a watch on the peers it depends on (both from the Layout: `watchedPeers`, `watchers`), and clocks
 // of busy and idle time for stats.json.
 import Foundation
+import Logging
 import PaliBatch
 import PaliPipeline
 
@@ -17,6 +18,8 @@ final class RankContext {
     /// Ranks this one sends heartbeats to: exactly the ranks that watch it (`Layout.watchers`), so no
     /// rank ever watches a peer that does not heartbeat to it.
     let heartbeatTargets: [Int]
+    /// This rank's logger: label "paligemma run", metadata `mpi.rank` and `pipeline.role`.
+    let logger: Logger
     private(set) var monitor: PeerMonitor
     private var background: Thread?
     private let stopFlag = StopFlag()
@@ -46,6 +49,10 @@ final class RankContext {
         self.heartbeatInterval = heartbeatInterval
         watchedPeers = layout.watchedPeers(of: rank)
         heartbeatTargets = layout.watchers(of: rank)
+        var logger = Logger(label: "paligemma run")
+        logger[metadataKey: "mpi.rank"] = "\(rank)"
+        logger[metadataKey: "pipeline.role"] = "\(role)"
+        self.logger = logger
         let neighbourLimit = Self.neighbourSilenceLimit(peerTimeout: peerTimeout, heartbeatInterval: heartbeatInterval)
         let limits = rank == 0 ? [:] : Dictionary(uniqueKeysWithValues: watchedPeers.filter { $0 != 0 }.map { ($0, neighbourLimit) })
         monitor = PeerMonitor(peers: watchedPeers, limits: limits)
@@ -58,7 +65,7 @@ final class RankContext {
     /// load or forward. Start it before anything slow (reading the tokenizer, loading weights).
     func startBackground() {
         let transport = self.transport, targets = heartbeatTargets, interval = heartbeatInterval
-        let stop = stopFlag
+        let stop = stopFlag, logger = self.logger
         let thread = Thread {
             var timer = HeartbeatTimer(interval: interval, now: MonotonicClock.now() - interval)
             while !stop.isSet {
@@ -69,7 +76,7 @@ final class RankContext {
                     try transport.progress()
                 } catch {
                     if stop.isSet { return }
-                    FileHandle.standardError.write(Data("paligemma: rank \(transport.rank): communication thread: \(error)\n".utf8))
+                    logger.error("rank \(transport.rank): communication thread: \(error)")
                     return
                 }
                 Thread.sleep(forTimeInterval: 0.001)

@@ -10,6 +10,7 @@
 // must be in its shard; a tensor in a shard that the index does not map to that shard is an error
 // (the index and shards then come from different exports).
 import Foundation
+import PaliJSON
 import PaliTensor
 
 public final class Checkpoint: @unchecked Sendable {
@@ -133,22 +134,22 @@ public final class Checkpoint: @unchecked Sendable {
         }
         let root: JSONValue
         do {
-            root = try StrictJSONParser.parse(data)
-        } catch let e as JSONSyntaxError {
+            root = try JSONValue.parse(utf8: data, options: .weights)
+        } catch let e as JSONParseError {
             throw WeightsError.invalidIndex(path: path, detail: "\(e.message) at byte \(e.offset)")
         }
-        guard case .object(let members) = root else {
-            throw WeightsError.invalidIndex(path: path, detail: "the file is \(root.kind), not an object")
+        guard case .object = root else {
+            throw WeightsError.invalidIndex(path: path, detail: "the file is \(root.kindName), not an object")
         }
-        guard let mapValue = members.first(where: { $0.key == "weight_map" })?.value else {
+        guard let mapValue = root["weight_map"] else {
             throw WeightsError.invalidIndex(path: path, detail: "no \"weight_map\"")
         }
         guard case .object(let entries) = mapValue else {
-            throw WeightsError.invalidIndex(path: path, detail: "\"weight_map\" is \(mapValue.kind), not an object")
+            throw WeightsError.invalidIndex(path: path, detail: "\"weight_map\" is \(mapValue.kindName), not an object")
         }
         return try entries.map { tensor, value in
             guard case .string(let shard) = value else {
-                throw WeightsError.invalidIndex(path: path, detail: "weight_map[\"\(tensor)\"] is \(value.kind), not a file name")
+                throw WeightsError.invalidIndex(path: path, detail: "weight_map[\"\(tensor)\"] is \(value.kindName), not a file name")
             }
             // Shards live next to the index: plain file names only.
             guard !shard.isEmpty, !shard.contains("/"), !shard.contains("\\"), shard != ".", shard != ".." else {

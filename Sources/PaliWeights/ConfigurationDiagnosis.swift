@@ -7,14 +7,15 @@
 // number written with a fraction or exponent (or too large): each one is replaced by a plain integer in
 // turn, and the one whose replacement makes the error go away is named.
 import Foundation
+import PaliJSON
 
 enum ConfigurationDiagnosis {
     /// What is wrong, for `invalidConfiguration`: the key path ("" when unknown) and the detail.
     static func explain(_ data: Data, failsWithoutPath: (Data) -> Bool) -> (key: String, detail: String) {
         let root: JSONValue
         do {
-            root = try StrictJSONParser.parse(data)
-        } catch let error as JSONSyntaxError {
+            root = try JSONValue.parse(utf8: data, options: .weights)
+        } catch let error as JSONParseError {
             return ("", "the file is not valid JSON (\(error.message) at byte \(error.offset))")
         } catch {
             return ("", "the file is not valid JSON (\(error))")
@@ -42,7 +43,7 @@ enum ConfigurationDiagnosis {
             for (key, member) in members { collect(member, path: path.isEmpty ? key : path + "." + key, into: &numbers) }
         case .array(let elements):
             for (i, element) in elements.enumerated() { collect(element, path: path + "[\(i)]", into: &numbers) }
-        case .number(let literal, _):
+        case .number(let literal):
             numbers.append((path, literal))
         case .string, .bool, .null:
             break
@@ -59,46 +60,20 @@ enum ConfigurationDiagnosis {
             replacements[candidates[i].path] = value.isFinite && abs(value) >= 1 && abs(value) < 1e15
                 ? String(Int64(value)) : "1"
         }
-        var out = ""
-        write(root, path: "", replacements: replacements, to: &out)
-        return Data(out.utf8)
+        return Data(replacingNumbers(root, path: "", replacements).encoded.utf8)
     }
 
-    private static func write(_ value: JSONValue, path: String, replacements: [String: String], to out: inout String) {
+    /// `value` with the numbers at the paths of `replacements` written as the replacement text.
+    private static func replacingNumbers(_ value: JSONValue, path: String, _ replacements: [String: String]) -> JSONValue {
         switch value {
         case .object(let members):
-            out += "{"
-            for (n, (key, member)) in members.enumerated() {
-                if n > 0 { out += "," }
-                writeString(key, to: &out)
-                out += ":"
-                write(member, path: path.isEmpty ? key : path + "." + key, replacements: replacements, to: &out)
-            }
-            out += "}"
+            return .object(members.map { key, member in
+                (key, replacingNumbers(member, path: path.isEmpty ? key : path + "." + key, replacements))
+            })
         case .array(let elements):
-            out += "["
-            for (i, element) in elements.enumerated() {
-                if i > 0 { out += "," }
-                write(element, path: path + "[\(i)]", replacements: replacements, to: &out)
-            }
-            out += "]"
-        case .number(let literal, _): out += replacements[path] ?? literal
-        case .string(let text): writeString(text, to: &out)
-        case .bool(let flag): out += flag ? "true" : "false"
-        case .null: out += "null"
+            return .array(elements.enumerated().map { i, element in replacingNumbers(element, path: path + "[\(i)]", replacements) })
+        case .number(let literal): return .number(replacements[path] ?? literal)
+        case .string, .bool, .null: return value
         }
-    }
-
-    private static func writeString(_ text: String, to out: inout String) {
-        out += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
     }
 }

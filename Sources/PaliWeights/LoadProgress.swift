@@ -1,13 +1,15 @@
-// Progress of loading a model's weights: a line on stderr (or wherever `output` writes) when loading
-// takes longer than `quietSeconds`, then one every `interval`, and the rate at the end. Pieces are
+// Progress of loading a model's weights: a log line (swift-log, info) when loading takes longer than
+// `quietSeconds`, then one every `interval`, and the rate at the end. Pieces are
 // reported from the packing threads (`add`), lines come from a timer thread, so a slow disk or a
 // 10 GB checkpoint shows progress without the loading code knowing about terminals.
 import Foundation
+import Logging
 
 public final class LoadProgress: @unchecked Sendable {
-    public let label: String
+    /// Starts every line ("rank 3 (stage 1 of replica 0)"); nil: the logger's label says enough.
+    public let subject: String?
     public let totalBytes: Int
-    private let output: @Sendable (String) -> Void
+    private let logger: Logger
     private let quietSeconds: Double
     private let interval: Double
     private let lock = NSLock()
@@ -17,11 +19,10 @@ public final class LoadProgress: @unchecked Sendable {
     private var spoke = false
 
     /// `totalBytes`: the source bytes of the matrices to pack (0 when unknown).
-    public init(label: String, totalBytes: Int, quietSeconds: Double = 2, interval: Double = 5,
-                output: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
-        self.label = label
+    public init(logger: Logger, subject: String? = nil, totalBytes: Int, quietSeconds: Double = 2, interval: Double = 5) {
+        self.logger = logger
+        self.subject = subject
         self.totalBytes = totalBytes
-        self.output = output
         self.quietSeconds = quietSeconds
         self.interval = interval
     }
@@ -51,8 +52,8 @@ public final class LoadProgress: @unchecked Sendable {
         let s = seconds
         let of = totalBytes > 0 ? String(format: " of %.2f GB (%.0f%%)", Double(totalBytes) / 1e9,
                                          100 * Double(bytes) / Double(totalBytes)) : ""
-        output(String(format: "%@: loading weights: %.2f GB%@ in %.0f s (%.2f GB/s)", label, Double(bytes) / 1e9, of, s,
-                      Double(bytes) / 1e9 / max(s, 1e-9)))
+        say(String(format: "loading weights: %.2f GB%@ in %.0f s (%.2f GB/s)", Double(bytes) / 1e9, of, s,
+                   Double(bytes) / 1e9 / max(s, 1e-9)))
     }
 
     /// Stops the timer; says how long loading took when it took long enough to have spoken. Returns
@@ -68,10 +69,14 @@ public final class LoadProgress: @unchecked Sendable {
         let s = seconds
         if said || s > quietSeconds {
             let held = heldBytes.map { String(format: "; %.2f GB of packed weights in memory", Double($0) / 1e9) } ?? ""
-            output(String(format: "%@: loaded %.2f GB of weights in %.1f s (%.2f GB/s)%@", label, Double(bytes) / 1e9, s,
-                          Double(bytes) / 1e9 / max(s, 1e-9), held))
+            say(String(format: "loaded %.2f GB of weights in %.1f s (%.2f GB/s)%@", Double(bytes) / 1e9, s,
+                       Double(bytes) / 1e9 / max(s, 1e-9), held))
         }
         return s
+    }
+
+    private func say(_ text: String) {
+        logger.info("\(subject.map { $0 + ": " } ?? "")\(text)")
     }
 }
 

@@ -15,6 +15,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import PaliJSON
 import PaliTensor
 
 /// One tensor's header entry.
@@ -78,15 +79,15 @@ public final class SafetensorsFile: @unchecked Sendable {
 
         let root: JSONValue
         do {
-            root = try header.withUnsafeBytes { try StrictJSONParser.parse($0) }
-        } catch let e as JSONSyntaxError {
+            root = try header.withUnsafeBytes { try JSONValue.parse(utf8: $0, options: .weights) }
+        } catch let e as JSONParseError {
             if let duplicate = e.duplicateKey, duplicate.depth == 0 {
                 throw WeightsError.duplicateTensor(path: path, tensor: duplicate.key)
             }
             throw WeightsError.invalidHeader(path: path, detail: "\(e.message) at header byte \(e.offset)")
         }
         guard case .object(let members) = root else {
-            throw WeightsError.invalidHeader(path: path, detail: "the header is \(root.kind), not an object")
+            throw WeightsError.invalidHeader(path: path, detail: "the header is \(root.kindName), not an object")
         }
 
         var metadata: [String: String] = [:]
@@ -95,11 +96,11 @@ public final class SafetensorsFile: @unchecked Sendable {
         for (name, value) in members {
             if name == "__metadata__" {
                 guard case .object(let entries) = value else {
-                    throw WeightsError.invalidHeader(path: path, detail: "__metadata__ is \(value.kind), not an object")
+                    throw WeightsError.invalidHeader(path: path, detail: "__metadata__ is \(value.kindName), not an object")
                 }
                 for (k, v) in entries {
                     guard case .string(let s) = v else {
-                        throw WeightsError.invalidHeader(path: path, detail: "__metadata__[\"\(k)\"] is \(v.kind), not a string")
+                        throw WeightsError.invalidHeader(path: path, detail: "__metadata__[\"\(k)\"] is \(v.kindName), not a string")
                     }
                     metadata[k] = s
                 }
@@ -129,9 +130,9 @@ public final class SafetensorsFile: @unchecked Sendable {
 
     private static func validateEntry(name: String, value: JSONValue, dataLength: Int, path: String) throws -> TensorInfo {
         func bad(_ detail: String) -> WeightsError { .invalidTensor(path: path, tensor: name, detail: detail) }
-        guard case .object(let fields) = value else { throw bad("header entry is \(value.kind), not an object") }
+        guard case .object = value else { throw bad("header entry is \(value.kindName), not an object") }
         func field(_ key: String) throws -> JSONValue {
-            guard let v = fields.first(where: { $0.key == key })?.value else { throw bad("header entry has no \"\(key)\"") }
+            guard let v = value[key] else { throw bad("header entry has no \"\(key)\"") }
             return v
         }
         guard case .string(let dtypeName) = try field("dtype") else { throw bad("\"dtype\" is not a string") }
@@ -142,8 +143,8 @@ public final class SafetensorsFile: @unchecked Sendable {
         var shape: [Int] = []
         var elements = 1
         for d in dims {
-            guard case .number(let literal, let integer) = d else { throw bad("shape entry is \(d.kind), not an integer") }
-            guard let n = integer else {
+            guard case .number(let literal) = d else { throw bad("shape entry is \(d.kindName), not an integer") }
+            guard let n = d.intValue else {
                 throw bad("shape entry \(literal) is not an integer that fits in 64 bits")
             }
             guard n >= 0 else { throw bad("shape entry \(n) is negative") }
@@ -160,7 +161,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
         var bounds: [Int] = []
         for o in offsets {
-            guard case .number(let literal, let integer) = o, let n = integer else {
+            guard case .number(let literal) = o, let n = o.intValue else {
                 throw bad("data_offsets entry \(entryText(o)) is not an integer that fits in 64 bits")
             }
             guard n >= 0 else { throw bad("data_offsets entry \(literal) is negative") }
@@ -300,6 +301,11 @@ struct FileMatrixRows: MatrixRows {
 }
 
 private func entryText(_ v: JSONValue) -> String {
-    if case .number(let literal, _) = v { return literal }
-    return v.kind
+    v.numberText ?? v.kindName
+}
+
+extension JSONParseOptions {
+    /// Safetensors headers, index files and config.json: nesting is shallow in every valid file, so
+    /// anything deeper than 64 levels is refused; duplicate keys are errors (a repeated tensor name).
+    static let weights = JSONParseOptions(maxDepth: 64)
 }

@@ -3,6 +3,7 @@
 // faster of OpenBLAS's cblas_sgemm and our packed-weight kernel on a 2048³ product (both reported).
 import ArgumentParser
 import Foundation
+import Logging
 import PaliGeneration
 import PaliModels
 import PaliTensor
@@ -41,9 +42,9 @@ struct BenchCommand: ParsableCommand {
         }
         let openblas = measureSGEMM(), packed = measurePackedGEMM()
         let sgemm = max(openblas, packed)
-        log("\(Machine.cpuName) [\(Machine.cpuFeatures)]")
-        log("sgemm 2048³: OpenBLAS \(String(format: "%.1f", openblas)) GFLOP/s, packed \(GEMMKernel.best) kernel "
-            + "\(String(format: "%.1f", packed)) GFLOP/s; making random weights…")
+        benchLogger.info("\(Machine.cpuName) [\(Machine.cpuFeatures)]")
+        benchLogger.info(.init(stringLiteral: "sgemm 2048³: OpenBLAS \(String(format: "%.1f", openblas)) GFLOP/s, "
+            + "packed \(GEMMKernel.best) kernel \(String(format: "%.1f", packed)) GFLOP/s; making random weights…"))
         let random = RandomWeights(seed: 1)
         random.weightsMode = weights
         let model = try PaliGemmaModel(hyper: hyper, weights: random)
@@ -143,7 +144,8 @@ struct BenchCommand: ParsableCommand {
             fastest = min(fastest, seconds)
             bytes = checkpoint.matrixBytesLoaded
             held = model.packedBytes
-            log(String(format: "loaded %.2f GB of matrices in %.2f s (%.2f GB/s)", Double(bytes) / 1e9, seconds, Double(bytes) / 1e9 / seconds))
+            benchLogger.info(.init(stringLiteral: String(format: "loaded %.2f GB of matrices in %.2f s (%.2f GB/s)",
+                                                         Double(bytes) / 1e9, seconds, Double(bytes) / 1e9 / seconds)))
         }
         let report: [String: Any] = [
             "model": dir.path, "weights": weights.description, "threads": BLAS.threads,
@@ -198,7 +200,8 @@ func best(_ n: Int, _ body: () -> Void) -> Double {
 }
 func round1(_ x: Double) -> Double { (x * 10).rounded() / 10 }
 func round3(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
-func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+/// Notes on stderr as the benchmark goes (the numbers themselves go to stdout).
+let benchLogger = Logger(label: "paligemma bench")
 
 /// What machine the numbers come from.
 enum Machine {

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import PaliGeneration
+import PaliJSON
 import PaliImage
 import PaliModels
 
@@ -46,12 +47,11 @@ struct GenerateCommand: ParsableCommand {
             let text = try String(contentsOf: url, encoding: .utf8)
             return try text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().compactMap { n, line in
                 guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
-                guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                      let img = obj["image"] as? String else {
+                guard let obj = try? JSONValue.parse(line), let img = obj["image"]?.stringValue else {
                     throw ValidationError("\(jobs):\(n + 1): expected a JSON object with \"image\" (and \"prompt\")")
                 }
                 let path = img.hasPrefix("/") ? img : base.appendingPathComponent(img).path
-                return (path, obj["prompt"] as? String ?? "")
+                return (path, obj["prompt"]?.stringValue ?? "")
             }
         }
         return image.enumerated().map { i, img in (img, prompt.isEmpty ? "" : prompt[prompt.count == 1 ? 0 : i]) }
@@ -74,7 +74,7 @@ struct GenerateCommand: ParsableCommand {
         for (pair, result) in zip(pairs, generator.generate(requests)) {
             let text = bundle.text(result.tokens)
             if json {
-                var obj: [String: Any] = ["text": text, "tokens": result.tokens]
+                var fields: [(String, JSONValue)] = [("text", .string(text)), ("tokens", .array(result.tokens.map { .int($0) }))]
                 if text.contains("<loc") || text.contains("<seg") {
                     // Loaded on first use: only segmentation answers need it.
                     if loadedDecoder == nil, text.contains("<seg"), FileManager.default.fileExists(atPath: decoderURL.path) {
@@ -83,10 +83,10 @@ struct GenerateCommand: ParsableCommand {
                     let header = try ImageDecoder(maxPixels: model.maxPixels).header(contentsOf: URL(fileURLWithPath: pair.image))
                     let parsed = TaskOutput.parse(text: text, imageWidth: header.width, imageHeight: header.height,
                                                   maskDecoder: loadedDecoder)
-                    for (key, value) in parsed.jsonFields ?? [] { obj[key] = value }
+                    fields += parsed.jsonFields ?? []
                 }
-                let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
-                print(String(decoding: data, as: UTF8.self))
+                // Keys sorted at every level, as this command has always printed them.
+                print(JSONValue.object(fields).sortingKeys.encoded)
             } else {
                 print(text)
             }

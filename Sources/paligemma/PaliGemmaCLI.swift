@@ -10,6 +10,7 @@ struct PaliGemmaCLI: ParsableCommand {
                       BenchCommand.self, RunCommand.self, MaskCommand.self, ReportCommand.self])
 
     static func main() {
+        StandardErrorLogHandler.bootstrap()
         main(EmptyOptionValues.rewrite(Array(CommandLine.arguments.dropFirst())))
     }
 }

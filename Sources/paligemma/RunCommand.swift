@@ -3,6 +3,7 @@
 // launcher, or with N = 1, one process plays every role.
 import ArgumentParser
 import Foundation
+import Logging
 import PaliBatch
 import PaliGeneration
 import PaliRun
@@ -101,7 +102,7 @@ struct RunCommand: ParsableCommand {
             } catch {
                 // A setup error (exit 2, docs/operations.md §8), said once: by rank 0, or the only process.
                 if BatchRun.isRankZeroOrAlone {
-                    FileHandle.standardError.write(Data("paligemma run: \(error)\n".utf8))
+                    Logger(label: "paligemma run").error("\(error)")
                 }
                 throw ExitCode(2)
             }

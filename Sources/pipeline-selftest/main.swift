@@ -49,35 +49,36 @@ struct Stream {
     mutating func float() -> Float { Float(Int64(bitPattern: next()) >> 40) / 65_536 }
 }
 
+let selftestParameters = JobParameters(maxNewTokens: 8, temperature: 0.5, topK: 4, topP: nil, seed: 9)
+
 /// Message `i` of the ring: typed messages of every kind, then raw envelopes of random sizes.
 func ringMessage(_ i: Int) -> Message {
     var s = Stream(state: UInt64(i) &* 7919 &+ 17)
     switch i {
     case 0: return HeartbeatMessage(sequence: 42, sentAt: 1.5).message
     case 1: return JobMessage(jobID: 7, imagePath: "images/çà/日本.jpg", promptIDs: [2, 106, 1645, 108],
-                              parametersJSON: #"{"max_tokens":32,"temperature":0}"#).message
+                              parameters: JobParameters(maxNewTokens: 32, temperature: 0, topK: nil, topP: nil, seed: 1)).message
     case 2:
         let sequences = [SequenceSlice(id: 1, position: 0, newTokens: 260, prefixLength: 260),
                          SequenceSlice(id: 2, position: 270, newTokens: 1, prefixLength: 262),
                          SequenceSlice(id: 3, position: 5, newTokens: 3, prefixLength: 4)]
         let width = 64
         return HiddenMessage(microBatch: 3, step: 9, width: width, sequences: sequences,
-                             hidden: (0..<(264 * width)).map { _ in s.float() }, metadata: Array("{}".utf8)).message
+                             hidden: (0..<(264 * width)).map { _ in s.float() }, released: [4, 5]).message
     case 3:  // 4 MiB of floats: forces MPI's rendezvous protocol.
         return EmbeddingsMessage(jobID: 7, tokens: 256, width: 4096, embeddings: (0..<(256 * 4096)).map { _ in s.float() },
-                                 promptIDs: [2, 3, 4], parametersJSON: "{}").message
+                                 promptIDs: [2, 3, 4], parameters: selftestParameters,
+                                 measurements: JobMeasurements(imageWidth: 640, imageHeight: 480, visionSeconds: 0.5)).message
     case 4: return TokensMessage(microBatch: 3, step: 10, updates: [TokenUpdate(id: 1, token: 1, finished: true),
                                                                     TokenUpdate(id: 2, token: 255_999, finished: false)]).message
-    case 5: return ResultMessage(jobID: 7, status: .error, errorJSON: #"{"kind":"image","message":"truncated"}"#,
-                                 timings: ["vision": 0.25, "queue": 1e-6]).message
+    case 5: return ResultMessage(jobID: 7, failure: .init(kind: "unreadable_image", message: "truncated"),
+                                 measurements: JobMeasurements(visionSeconds: 0.25)).message
     case 6: return StatsMessage(sequence: 1, isFinal: false, values: ["busy_seconds": 12.5]).message
     case 7: return Message(kind: .hidden)  // empty
     default:
         return Message(kind: MessageKind.allCases[s.int(MessageKind.allCases.count)],
-                       fields: (0..<s.int(40)).map { _ in Int64(bitPattern: s.next()) },
-                       floats: (0..<s.int(300_000)).map { _ in s.float() },
-                       ints: (0..<s.int(5_000)).map { _ in Int32(truncatingIfNeeded: s.next()) },
-                       bytes: (0..<s.int(70_000)).map { _ in UInt8(truncatingIfNeeded: s.next()) })
+                       header: (0..<s.int(70_000)).map { _ in UInt8(truncatingIfNeeded: s.next()) },
+                       floats: (0..<s.int(300_000)).map { _ in s.float() })
     }
 }
 
@@ -85,7 +86,7 @@ func ringMessage(_ i: Int) -> Message {
 func crossfire(from source: Int) -> EmbeddingsMessage {
     EmbeddingsMessage(jobID: 1000 + Int64(source), tokens: 256, width: 4096,
                       embeddings: (0..<(256 * 4096)).map { Float($0 % 1000 + source) }, promptIDs: [Int32(source)],
-                      parametersJSON: "")
+                      parameters: selftestParameters, measurements: JobMeasurements())
 }
 
 let ringCount = 16
@@ -169,7 +170,7 @@ func ring() {
             case 2: guard try HiddenMessage(message).rows(ofSequence: 2) == 261..<264 else { fail("hidden rows") }
             case 3: guard try EmbeddingsMessage(message).embeddings.count == 256 * 4096 else { fail("embeddings") }
             case 4: guard try TokensMessage(message).updates[1].token == 255_999 else { fail("tokens") }
-            case 5: guard try ResultMessage(message).timings["vision"] == 0.25 else { fail("result") }
+            case 5: guard try ResultMessage(message).measurements.visionSeconds == 0.25 else { fail("result") }
             case 6: _ = try StatsMessage(message)
             default: break
             }

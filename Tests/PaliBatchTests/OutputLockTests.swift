@@ -1,6 +1,7 @@
 // The output directory's lock (OutputLock), which temporary shards a resume may delete, shards that are
 // never published over an existing one, and metadata that is never written where a deleted folder was.
 import Foundation
+import PaliJSON
 import Testing
 @testable import PaliBatch
 

@@ -1,5 +1,6 @@
 // Output records: exact keys and order, values that parse back, extras that never overwrite.
 import Foundation
+import PaliJSON
 import Testing
 @testable import PaliBatch
 
@@ -79,4 +80,25 @@ private func keys(_ line: String) throws -> [String] {
     let text = try String(contentsOf: docs, encoding: .utf8)
     for kind in RecordErrorKind.all { #expect(text.contains("`\(kind)`"), "\(kind)") }
     for key in OutputRecord.standardKeys { #expect(text.contains("`\(key)`"), "\(key)") }
+}
+
+/// `OutputRecord(jsonLine:)` reads back what `jsonLine` writes (the report reads shards through it).
+@Test func recordsReadBackFromTheirLine() throws {
+    let record = OutputRecord(
+        id: "a1", image: "imgs/a1.jpg", prompt: "detect cat", status: .ok, text: "<loc0001> cat", tokens: [5, 6, 1],
+        taskFields: [("objects", .array([.object([("label", .string("cat")), ("box", .array([.int(1), .int(2)]))])]))],
+        timings: [("vision_s", 0.25), ("decode_s", 2)], extra: [("source", .string("web")), ("score", .number("0.50"))])
+    let back = try #require(OutputRecord(jsonLine: Substring(record.jsonLine)))
+    #expect(back.jsonLine == record.jsonLine)
+    #expect(back.taskField("objects") == record.taskFields[0].1)
+    #expect(back.extra.map(\.0) == ["source", "score"])
+
+    let entry = ManifestEntry(line: 1, id: "b", image: "b.jpg", imagePath: nil, pathError: nil, prompt: "ocr")
+    let failed = OutputRecord.failure(entry, kind: RecordErrorKind.missingImage, message: "no such file")
+    #expect(OutputRecord(jsonLine: Substring(failed.jsonLine))?.error == failed.error)
+
+    for line in ["[]", "{}", #"{"id":"x","status":"maybe"}"#, #"{"id":1,"status":"ok"}"#,
+                 #"{"id":"x","status":"ok","tokens":[1.5]}"#, "not json"] {
+        #expect(OutputRecord(jsonLine: Substring(line)) == nil, "\(line)")
+    }
 }

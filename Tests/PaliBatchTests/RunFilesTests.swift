@@ -1,18 +1,19 @@
 // run.json and stats.json: contents, atomic writes, reloading, and refusing a resume with other settings.
 import Foundation
+import PaliJSON
 import Testing
 @testable import PaliBatch
 
 @Test func sha256KnownAnswers() {
-    #expect(SHA256.hex([UInt8]()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-    #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-    #expect(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+    #expect(ModelIdentity.sha256Hex([UInt8]()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    #expect(ModelIdentity.sha256Hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    #expect(ModelIdentity.sha256Hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
             == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-    #expect(SHA256.hex([UInt8](repeating: 0x61, count: 1_000_000))
+    #expect(ModelIdentity.sha256Hex([UInt8](repeating: 0x61, count: 1_000_000))
             == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     // Block-boundary lengths (55, 56, 64 bytes) take the two padding paths.
-    #expect(SHA256.hex([UInt8](repeating: 0x61, count: 55)) != SHA256.hex([UInt8](repeating: 0x61, count: 56)))
-    #expect(SHA256.hex([UInt8](repeating: 0x61, count: 64))
+    #expect(ModelIdentity.sha256Hex([UInt8](repeating: 0x61, count: 55)) != ModelIdentity.sha256Hex([UInt8](repeating: 0x61, count: 56)))
+    #expect(ModelIdentity.sha256Hex([UInt8](repeating: 0x61, count: 64))
             == "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb")
 }
 
@@ -29,7 +30,7 @@ private func makeModel(_ dir: TempDir, config: String = #"{"model_type": "palige
     defer { dir.remove() }
     let model = try makeModel(dir)
     let identity = try ModelIdentity.of(modelDirectory: model)
-    #expect(identity.configSHA256 == SHA256.hex(Array(#"{"model_type": "paligemma"}"#.utf8)))
+    #expect(identity.configSHA256 == ModelIdentity.sha256Hex(Array(#"{"model_type": "paligemma"}"#.utf8)))
     #expect(identity.weights == [.init(name: "model-00001-of-00002.safetensors", bytes: 10),
                                  .init(name: "model-00002-of-00002.safetensors", bytes: 20)])
     #expect(throws: OutputError.self) { _ = try ModelIdentity.of(modelDirectory: dir.file("none")) }

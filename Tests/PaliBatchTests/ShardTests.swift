@@ -1,5 +1,6 @@
 // Shards: sizes, numbering, temporary files, finish; resume after a simulated crash; corrupt shards.
 import Foundation
+import PaliJSON
 import Testing
 @testable import PaliBatch
 

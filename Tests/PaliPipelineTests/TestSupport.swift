@@ -22,9 +22,7 @@ struct TestRandom {
 
     mutating func message(maxFloats: Int = 300) -> Message {
         Message(kind: MessageKind.allCases[int(MessageKind.allCases.count)],
-                fields: (0..<int(20)).map { _ in Int64(bitPattern: next()) },
-                floats: (0..<int(maxFloats + 1)).map { _ in float() },
-                ints: (0..<int(100)).map { _ in Int32(truncatingIfNeeded: next()) },
-                bytes: (0..<int(300)).map { _ in UInt8(truncatingIfNeeded: next()) })
+                header: (0..<int(300)).map { _ in UInt8(truncatingIfNeeded: next()) },
+                floats: (0..<int(maxFloats + 1)).map { _ in float() })
     }
 }

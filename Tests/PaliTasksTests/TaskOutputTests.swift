@@ -3,6 +3,7 @@
 import Foundation
 import PaliGeneration
 import PaliImage
+import PaliJSON
 import PaliModels
 import PaliTensor
 import Testing
@@ -51,22 +52,21 @@ import Testing
                 #expect(o.codes == nil || o.codes!.count == 16)
                 #expect(!o.label.contains(";") && !o.label.contains("<"))
             }
-            #expect(JSONSerialization.isValidJSONObject(r.jsonObjects))
-            #expect((try? JSONSerialization.jsonObject(with: Data(r.objectsJSON().utf8))) != nil)
+            #expect((try? JSONSerialization.jsonObject(with: Data(r.objectsJSON.encoded.utf8))) != nil)
         }
     }
 
     @Test func jsonRendering() throws {
         let r = TaskOutput.parse(text: "<loc0000><loc0000><loc0512><loc0512> a \"b\" \\ c/d ; <loc0000><loc0000><loc0001><loc0001> x",
                                  imageWidth: 10, imageHeight: 20, maskDecoder: nil)
-        #expect(r.objectsJSON() == #"[{"label":"a \"b\" \\ c/d","box":[0,0,5,10]},{"label":"x","box":[0,0,0,0]}]"#)
-        let parsed = try JSONSerialization.jsonObject(with: Data(r.objectsJSON().utf8)) as! [[String: Any]]
+        #expect(r.objectsJSON.encoded == #"[{"label":"a \"b\" \\ c/d","box":[0,0,5,10]},{"label":"x","box":[0,0,0,0]}]"#)
+        let parsed = try JSONSerialization.jsonObject(with: Data(r.objectsJSON.encoded.utf8)) as! [[String: Any]]
         #expect(parsed[0]["label"] as? String == "a \"b\" \\ c/d")
-        #expect(r.problemsJSON() == "[]")
+        #expect(r.problemsJSON.encoded == "[]")
         #expect(r.jsonFields?.map(\.0) == ["objects"])
         let bad = TaskOutput.parse(text: "<loc0001> \u{1}", imageWidth: 10, imageHeight: 20, maskDecoder: nil)
         #expect(bad.jsonFields?.map(\.0) == ["objects", "problems"])
-        #expect(bad.problemsJSON().contains("\\u0001"))
+        #expect(bad.problemsJSON.encoded.contains("\\u0001"))
     }
 
     @Test func pixelRoundingIsPythonRound() {
@@ -160,7 +160,7 @@ import Testing
         let flat = r.objects[1]
         #expect(flat.box[1] == flat.box[3])
         #expect(flat.mask == COCORLE(mask: [UInt8](repeating: 0, count: w * h), height: h, width: w))
-        #expect(r.objectsJSON().contains("\"mask\":{\"size\":[90,150],\"counts\":"))
+        #expect(r.objectsJSON.encoded.contains("\"mask\":{\"size\":[90,150],\"counts\":"))
     }
 
     /// A code the decoder's codebook does not have is a problem, not a crash.

@@ -2,6 +2,7 @@
 // dumped from PaliGemmaConfig.from_pretrained(dir).to_dict()) must equal what this parser gives,
 // key by key, in transformers' spelling.
 import Foundation
+import PaliJSON
 import Testing
 @testable import PaliWeights
 
@@ -13,23 +14,23 @@ import Testing
     }
 
     static func json(_ data: Data) throws -> [String: JSONValue] {
-        guard case .object(let members) = try StrictJSONParser.parse(data) else { throw CocoaError(.coderReadCorrupt) }
-        return Dictionary(uniqueKeysWithValues: members.map { ($0.key, $0.value) })
+        guard case .object(let members) = try JSONValue.parse(utf8: data) else { throw CocoaError(.coderReadCorrupt) }
+        return Dictionary(uniqueKeysWithValues: members.map { ($0.0, $0.1) })
     }
 
     static func section(_ dict: [String: JSONValue], _ key: String) -> [String: JSONValue] {
         guard case .object(let members)? = dict[key] else { return [:] }
-        return Dictionary(uniqueKeysWithValues: members.map { ($0.key, $0.value) })
+        return Dictionary(uniqueKeysWithValues: members.map { ($0.0, $0.1) })
     }
 
     /// JSON equality with numbers compared by value (256 == 256.0) and objects unordered.
     static func same(_ a: JSONValue, _ b: JSONValue) -> Bool {
         switch (a, b) {
-        case (.number(let x, _), .number(let y, _)): return Double(x) == Double(y)
+        case (.number(let x), .number(let y)): return Double(x) == Double(y)
         case (.array(let x), .array(let y)): return x.count == y.count && zip(x, y).allSatisfy { same($0, $1) }
         case (.object(let x), .object(let y)):
-            let dx = Dictionary(uniqueKeysWithValues: x.map { ($0.key, $0.value) })
-            let dy = Dictionary(uniqueKeysWithValues: y.map { ($0.key, $0.value) })
+            let dx = Dictionary(uniqueKeysWithValues: x.map { ($0.0, $0.1) })
+            let dy = Dictionary(uniqueKeysWithValues: y.map { ($0.0, $0.1) })
             return dx.count == dy.count && dx.allSatisfy { k, v in dy[k].map { same(v, $0) } ?? false }
         default: return a == b
         }

@@ -1,7 +1,7 @@
 // JSONValue: strict parsing, key order and number text kept, encoding as JSONSerialization escapes.
 import Foundation
 import Testing
-@testable import PaliBatch
+@testable import PaliJSON
 
 @Test func parsesNestedValuesKeepingOrderAndNumberText() throws {
     let text = #"{"z":1,"a":[true,false,null,-0.50,1E+3,12345678901234567890],"m":{"k":"v","b":{}},"e":[]}"#
@@ -97,4 +97,32 @@ func malformedTextIsRejectedWithColumn(_ text: String, _ column: Int) {
     #expect(JSONValue.double(.nan) == .null)
     #expect(JSONValue.double(.infinity) == .null)
     #expect(JSONValue.int(-42) == .number("-42"))
+}
+
+@Test func duplicateKeysAreErrorsUnlessAllowed() throws {
+    let text = #"{"a":{"b":1,"b":2}}"#
+    do {
+        _ = try JSONValue.parse(text)
+        Issue.record("accepted a duplicate key")
+    } catch let error as JSONParseError {
+        #expect(error.duplicateKey == .init(key: "b", depth: 1))
+        #expect(error.offset == 12 && error.column == 13)
+    }
+    let kept = try JSONValue.parse(text, options: JSONParseOptions(allowsDuplicateKeys: true))
+    #expect(kept["a"] == .object([("b", .number("1")), ("b", .number("2"))]))
+    #expect(kept["a"]?["b"] == .number("1"))
+}
+
+@Test func depthLimitIsTheCallersChoice() {
+    let nested = String(repeating: "[", count: 65) + String(repeating: "]", count: 65)
+    #expect((try? JSONValue.parse(nested)) != nil)
+    #expect(throws: JSONParseError.self) { try JSONValue.parse(nested, options: JSONParseOptions(maxDepth: 64)) }
+}
+
+@Test func integersAndKinds() throws {
+    #expect(JSONValue.number("12").intValue == 12)
+    #expect(JSONValue.number("1e2").intValue == nil)
+    #expect(JSONValue.number("12345678901234567890").intValue == nil)
+    #expect(JSONValue.number("1.5").kindName == "a number")
+    #expect(try JSONValue.parse(#"{"b":[{"z":1,"y":2}],"a":null}"#).sortingKeys.encoded == #"{"a":null,"b":[{"y":2,"z":1}]}"#)
 }

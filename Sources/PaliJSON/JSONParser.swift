@@ -1,186 +1,70 @@
-// A JSON value that keeps what was written: object keys in order, numbers as their text.
-//
-// Manifest lines and output records pass through this type. Extra manifest fields must come out exactly
-// as they went in (a number such as 1.50 or 12345678901234567890 is not rounded through Double), and
-// records list their keys in a fixed order, so neither JSONSerialization nor Codable fits.
+// The strict JSON reader behind `JSONValue.parse`: RFC 8259 and nothing more (no comments, trailing
+// commas, NaN or leading zeros; one value with only whitespace around it), strict UTF-8, bounded
+// nesting, and duplicate object keys as errors unless the caller allows them. Recursive descent over
+// UTF-8 bytes; it never reads outside the buffer it is given.
 import Foundation
 
-/// A JSON document: objects keep their key order, numbers keep their text.
-public indirect enum JSONValue: Equatable, Sendable {
-    case null
-    case bool(Bool)
-    /// The number's text as written (already valid JSON number syntax).
-    case number(String)
-    case string(String)
-    case array([JSONValue])
-    /// Members in the order written. `parse` rejects duplicate keys.
-    case object([(String, JSONValue)])
+/// How `JSONValue.parse` treats what RFC 8259 leaves to the reader.
+public struct JSONParseOptions: Sendable {
+    /// Deepest nesting of arrays and objects accepted (an error, not a stack overflow, past it).
+    public var maxDepth: Int
+    /// Whether an object may repeat a key (then every member is kept, in order, and `subscript` finds
+    /// the first). Records, manifests and safetensors headers reject them.
+    public var allowsDuplicateKeys: Bool
 
-    public static func == (a: JSONValue, b: JSONValue) -> Bool {
-        switch (a, b) {
-        case (.null, .null): return true
-        case (.bool(let x), .bool(let y)): return x == y
-        case (.number(let x), .number(let y)): return x == y
-        case (.string(let x), .string(let y)): return x == y
-        case (.array(let x), .array(let y)): return x == y
-        case (.object(let x), .object(let y)):
-            return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
-        default: return false
-        }
+    public init(maxDepth: Int = 512, allowsDuplicateKeys: Bool = false) {
+        self.maxDepth = maxDepth
+        self.allowsDuplicateKeys = allowsDuplicateKeys
     }
 
-    /// The member `key` of an object (the first one); nil for other values or a missing key.
-    public subscript(key: String) -> JSONValue? {
-        guard case .object(let members) = self else { return nil }
-        return members.first { $0.0 == key }?.1
-    }
+    public static let strict = JSONParseOptions()
+}
 
-    /// The string of a `.string`; nil otherwise.
-    public var stringValue: String? {
-        if case .string(let s) = self { return s }
-        return nil
-    }
-
-    /// The text of a `.number`; nil otherwise.
-    public var numberText: String? {
-        if case .number(let s) = self { return s }
-        return nil
-    }
-
-    /// A `.number` read as an Int, when its text is an integer that fits.
-    public var intValue: Int? {
-        if case .number(let s) = self { return Int(s) }
-        return nil
-    }
-
-    /// A `.number` read as a Double.
-    public var doubleValue: Double? {
-        if case .number(let s) = self { return Double(s) }
-        return nil
-    }
-
-    /// An integer number.
-    public static func int(_ value: Int) -> JSONValue { .number(String(value)) }
-
-    /// A floating-point number with at most `decimals` digits after the point (non-finite values become
-    /// null, which is all JSON can say about them).
-    public static func double(_ value: Double, decimals: Int = 6) -> JSONValue {
-        guard value.isFinite else { return .null }
-        let scale = pow(10.0, Double(decimals))
-        let rounded = (value * scale).rounded() / scale
-        if rounded == rounded.rounded(), abs(rounded) < 1e15 { return .number(String(Int64(rounded))) }
-        return .number("\(rounded)")
-    }
-
-    // MARK: Parsing
-
-    /// Parses one JSON text (RFC 8259, strict: no comments, trailing commas, NaN or leading zeros; one
-    /// value with only whitespace around it). Duplicate object keys are rejected too.
-    public static func parse(_ text: String) throws -> JSONValue {
+extension JSONValue {
+    /// Parses one JSON text (RFC 8259, strict; see `JSONParseOptions`).
+    public static func parse(_ text: String, options: JSONParseOptions = .strict) throws -> JSONValue {
         var text = text
-        return try text.withUTF8 { try parse(utf8: UnsafeRawBufferPointer($0)) }
+        return try text.withUTF8 { try parse(utf8: UnsafeRawBufferPointer($0), options: options) }
     }
 
     /// Parses one JSON text; see `parse(_: String)`.
-    public static func parse(_ text: Substring) throws -> JSONValue {
+    public static func parse(_ text: Substring, options: JSONParseOptions = .strict) throws -> JSONValue {
         var text = text
-        return try text.withUTF8 { try parse(utf8: UnsafeRawBufferPointer($0)) }
+        return try text.withUTF8 { try parse(utf8: UnsafeRawBufferPointer($0), options: options) }
     }
 
     /// Parses UTF-8 bytes; invalid UTF-8 inside strings is an error.
-    public static func parse(utf8 bytes: UnsafeRawBufferPointer) throws -> JSONValue {
-        var parser = JSONParser(bytes: bytes.bindMemory(to: UInt8.self))
+    public static func parse(utf8 bytes: UnsafeRawBufferPointer, options: JSONParseOptions = .strict) throws -> JSONValue {
+        var parser = JSONParser(bytes: bytes.bindMemory(to: UInt8.self), options: options)
         return try parser.parseDocument()
     }
 
     /// Parses UTF-8 bytes; invalid UTF-8 inside strings is an error.
-    public static func parse(utf8 bytes: [UInt8]) throws -> JSONValue {
-        try bytes.withUnsafeBytes { try parse(utf8: $0) }
+    public static func parse(utf8 bytes: [UInt8], options: JSONParseOptions = .strict) throws -> JSONValue {
+        try bytes.withUnsafeBytes { try parse(utf8: $0, options: options) }
     }
 
-    // MARK: Encoding
-
-    /// Compact JSON: no spaces, keys in order, numbers as their text, strings escaped as
-    /// JSONSerialization escapes them (`\"`, `\\`, `\b \f \n \r \t`, other controls as `\u00xx`; `/` and
-    /// non-ASCII written as they are, in UTF-8).
-    public var encoded: String {
-        var out = ""
-        encode(into: &out)
-        return out
+    /// Parses UTF-8 bytes; invalid UTF-8 inside strings is an error.
+    public static func parse(utf8 data: Data, options: JSONParseOptions = .strict) throws -> JSONValue {
+        try data.withUnsafeBytes { try parse(utf8: $0, options: options) }
     }
-
-    public func encode(into out: inout String) {
-        switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .number(let text): out += text
-        case .string(let s): JSONValue.encodeString(s, into: &out)
-        case .array(let items):
-            out += "["
-            for (i, item) in items.enumerated() {
-                if i > 0 { out += "," }
-                item.encode(into: &out)
-            }
-            out += "]"
-        case .object(let members):
-            out += "{"
-            for (i, (key, value)) in members.enumerated() {
-                if i > 0 { out += "," }
-                JSONValue.encodeString(key, into: &out)
-                out += ":"
-                value.encode(into: &out)
-            }
-            out += "}"
-        }
-    }
-
-    public static func encodeString(_ s: String, into out: inout String) {
-        out += "\""
-        var run = s.unicodeScalars.startIndex
-        var i = run
-        let scalars = s.unicodeScalars
-        while i != scalars.endIndex {
-            let c = scalars[i]
-            let escape: String?
-            switch c {
-            case "\"": escape = "\\\""
-            case "\\": escape = "\\\\"
-            case "\u{08}": escape = "\\b"
-            case "\u{0C}": escape = "\\f"
-            case "\n": escape = "\\n"
-            case "\r": escape = "\\r"
-            case "\t": escape = "\\t"
-            default:
-                if c.value < 0x20 {
-                    let hex = String(c.value, radix: 16)
-                    escape = "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    escape = nil
-                }
-            }
-            if let escape {
-                out.unicodeScalars.append(contentsOf: scalars[run..<i])
-                out += escape
-                i = scalars.index(after: i)
-                run = i
-            } else {
-                i = scalars.index(after: i)
-            }
-        }
-        out.unicodeScalars.append(contentsOf: scalars[run..<i])
-        out += "\""
-    }
-}
-
-extension JSONValue: CustomStringConvertible {
-    public var description: String { encoded }
 }
 
 /// Where and why a JSON text is not valid.
 public struct JSONParseError: Error, Equatable, CustomStringConvertible {
+    /// A repeated object key, and the nesting depth of its object (0 = the top-level object).
+    public struct DuplicateKey: Equatable, Sendable {
+        public let key: String
+        public let depth: Int
+    }
+
     /// 1-based column (in Unicode scalars) of the offending character.
     public let column: Int
+    /// 0-based byte offset of the offending character.
+    public let offset: Int
     public let message: String
+    /// Set when the error is a repeated key.
+    public let duplicateKey: DuplicateKey?
 
     public var description: String { "column \(column): \(message)" }
 }
@@ -189,10 +73,13 @@ public struct JSONParseError: Error, Equatable, CustomStringConvertible {
 struct JSONParser {
     let bytes: UnsafeBufferPointer<UInt8>
     var pos = 0
+    let options: JSONParseOptions
     var depth = 0
-    static let maxDepth = 512
 
-    init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+    init(bytes: UnsafeBufferPointer<UInt8>, options: JSONParseOptions) {
+        self.bytes = bytes
+        self.options = options
+    }
 
     mutating func parseDocument() throws -> JSONValue {
         skipWhitespace()
@@ -202,12 +89,12 @@ struct JSONParser {
         return value
     }
 
-    func error(_ message: String, at offset: Int? = nil) -> JSONParseError {
+    func error(_ message: String, at offset: Int? = nil, duplicateKey: JSONParseError.DuplicateKey? = nil) -> JSONParseError {
         let end = min(offset ?? pos, bytes.count)
         // Count scalars: every byte that is not a UTF-8 continuation byte starts one.
         var column = 1
         for k in 0..<end where bytes[k] & 0xC0 != 0x80 { column += 1 }
-        return JSONParseError(column: column, message: message)
+        return JSONParseError(column: column, offset: end, message: message, duplicateKey: duplicateKey)
     }
 
     func describe(_ offset: Int) -> String {
@@ -251,7 +138,7 @@ struct JSONParser {
 
     mutating func enter() throws {
         depth += 1
-        if depth > JSONParser.maxDepth { throw error("nesting deeper than \(JSONParser.maxDepth) levels") }
+        if depth > options.maxDepth { throw error("nesting deeper than \(options.maxDepth) levels") }
     }
 
     mutating func parseObject() throws -> JSONValue {
@@ -269,7 +156,9 @@ struct JSONParser {
             }
             let keyStart = pos
             let key = try parseString()
-            guard keys.insert(key).inserted else { throw error("duplicate key \"\(key)\"", at: keyStart) }
+            guard keys.insert(key).inserted || options.allowsDuplicateKeys else {
+                throw error("duplicate key \"\(key)\"", at: keyStart, duplicateKey: .init(key: key, depth: depth - 1))
+            }
             skipWhitespace()
             guard pos < bytes.count, bytes[pos] == UInt8(ascii: ":") else {
                 throw error("expected ':' after a key, found \(describe(pos))")
@@ -408,9 +297,9 @@ struct JSONParser {
 }
 
 /// Strict UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF).
-enum UTF8Check {
+public enum UTF8Check {
     /// The length of the valid sequence starting at `k`, or nil.
-    static func sequenceLength(_ b: UnsafeBufferPointer<UInt8>, at k: Int) -> Int? {
+    public static func sequenceLength(_ b: UnsafeBufferPointer<UInt8>, at k: Int) -> Int? {
         let lead = b[k]
         func cont(_ j: Int, _ range: ClosedRange<UInt8> = 0x80...0xBF) -> Bool { j < b.count && range.contains(b[j]) }
         switch lead {
@@ -427,7 +316,7 @@ enum UTF8Check {
     }
 
     /// The byte offset of the first invalid sequence, or nil when all of `b` is valid UTF-8.
-    static func firstInvalid(_ b: UnsafeBufferPointer<UInt8>) -> Int? {
+    public static func firstInvalid(_ b: UnsafeBufferPointer<UInt8>) -> Int? {
         var k = 0
         while k < b.count {
             if b[k] < 0x80 { k += 1; continue }
