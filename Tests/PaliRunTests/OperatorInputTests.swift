@@ -61,6 +61,18 @@ private func waitFor(_ path: URL, while job: Job) {
     }
 }
 
+/// Starts a 1,200-job run (np 1, 6 tokens, shards of `shardSize`) on `ws` and waits until `until`
+/// exists in its output folder (or the run ends); returns the manifest lines, the arguments and the job.
+private func startLongRun(_ ws: Workspace, shardSize: Int, until file: String) throws -> ([[String: Any]], [String], Job) {
+    let lines = ws.goodJobs(1200)
+    try ws.write(lines)
+    let arguments = ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path, "--output-dir", ws.output.path,
+                     "--max-tokens", "6", "--shard-size", "\(shardSize)"]
+    let job = try Job(np: 1, arguments: arguments)
+    waitFor(ws.output.appendingPathComponent(file), while: job)
+    return (lines, arguments, job)
+}
+
 private func names(_ folder: URL) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted()
 }
@@ -74,12 +86,7 @@ extension RunJobTests {
     @Test func aSecondRunOnAFolderInUseIsRefusedNamingTheFirst() throws {
         let ws = try Workspace()
         defer { ws.remove() }
-        let lines = ws.goodJobs(1200)
-        try ws.write(lines)
-        let arguments = ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path, "--output-dir", ws.output.path,
-                         "--max-tokens", "6", "--shard-size", "50"]
-        let first = try Job(np: 1, arguments: arguments)
-        waitFor(ws.output.appendingPathComponent("run.json"), while: first)
+        let (lines, arguments, first) = try startLongRun(ws, shardSize: 50, until: "run.json")
         try #require(first.process.isRunning, "the first run ended before the second started; use more jobs")
         let second = try Job(np: 1, arguments: arguments).wait(timeout: 60)
         let stillRunning = first.process.isRunning
@@ -178,12 +185,7 @@ extension RunJobTests {
     @Test func anOutputFolderDeletedMidRunFailsClearlyAndTheRerunWorks() throws {
         let ws = try Workspace()
         defer { ws.remove() }
-        let lines = ws.goodJobs(1200)
-        try ws.write(lines)
-        let arguments = ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path, "--output-dir", ws.output.path,
-                         "--max-tokens", "6", "--shard-size", "40"]
-        let job = try Job(np: 1, arguments: arguments)
-        waitFor(ws.output.appendingPathComponent("shard-00001.jsonl"), while: job)
+        let (lines, arguments, job) = try startLongRun(ws, shardSize: 40, until: "shard-00001.jsonl")
         try #require(job.process.isRunning, "the run ended before the folder was deleted; use more jobs")
         // The run keeps creating temporary shards: repeat until the folder is gone.
         let deadline = Date().addingTimeInterval(10)
