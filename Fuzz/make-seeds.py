@@ -2,7 +2,7 @@
 """Writes the committed seed corpora under Fuzz/corpus/TARGET from the test fixtures (Tests/Fixtures)
 plus a few hand-written inputs (CSV manifests, one pipeline message of each kind). Run from anywhere;
 rerun only to change the seeds. Kept small: a few KB to ~100 KB per target."""
-import glob, hashlib, os, shutil, struct, zipfile, io
+import glob, io, json, os, shutil, struct, zipfile
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 fixtures = os.path.join(root, "Tests", "Fixtures")
@@ -27,6 +27,11 @@ shutil.rmtree(corpus, ignore_errors=True)
 for name in ["dtypes", "expected", "misaligned"]:
     put("safetensors", name + ".safetensors", fixture("weights", name + ".safetensors"))
 put("safetensors", "tiny_hub.safetensors", fixture("weights", "tiny_hub", "model.safetensors"))
+# Inputs that crashed matrixRows (HostileFileTests.matrixRowsOfEveryAcceptedShapeDoesNotTrap).
+for name, tensors, data in [("zero-by-huge", {"t": {"dtype": "F32", "shape": [0, 1 << 32, 1 << 32], "data_offsets": [0, 0]}}, b""),
+                            ("f64-scalar", {"s": {"dtype": "F64", "shape": [], "data_offsets": [0, 8]}}, struct.pack("<d", 1.5))]:
+    header = json.dumps(tensors).encode()
+    put("safetensors", name + ".safetensors", struct.pack("<Q", len(header)) + header + data)
 
 # config.json: every config fixture.
 for path in sorted(glob.glob(os.path.join(fixtures, "**", "config.json"), recursive=True)):
@@ -63,10 +68,14 @@ for name, compression in [("stored.npz", zipfile.ZIP_STORED), ("deflated.npz", z
         header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
         header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
         npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + struct.pack("<6f", 1, 2, 3, 4, 5, 6)
-        z.writestr("a.npy", npy)
+        def info(name):  # fixed timestamps: the seeds do not change when regenerated
+            entry = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            entry.compress_type = compression
+            return entry
+        z.writestr(info("a.npy"), npy)
         header = b"{'descr': '<i8', 'fortran_order': False, 'shape': (), }"
         header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
-        z.writestr("b.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + struct.pack("<q", 7))
+        z.writestr(info("b.npy"), b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + struct.pack("<q", 7))
     put("npz", name, buffer.getvalue())
 
 # Images: small JPEG and PNG sources covering every layout the decoder handles, and the bad ones.
