@@ -23,6 +23,9 @@ let package = Package(
         .library(name: "PaliImage", targets: ["PaliImage"]),
         .library(name: "PaliModels", targets: ["PaliModels"]),
         .library(name: "PaliGeneration", targets: ["PaliGeneration"]),
+        // For the fuzz targets (Fuzz/Package.swift), which reach the parsers through products.
+        .library(name: "PaliPipeline", targets: ["PaliPipeline"]),
+        .library(name: "PaliBatch", targets: ["PaliBatch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -226,18 +226,30 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// whole (no model ships it).
     public func matrixRows(_ name: String) throws -> MatrixRows {
         let info = try entry(name)
+        // A scalar is one row of one column. The header check bounds the product of all dimensions, so
+        // the columns' product can overflow only beside a zero dimension ([0, 2^32, 2^32] holds no
+        // bytes): then it is 0 when a column dimension is 0, and refused when only the rows are.
+        let rows = info.shape.first ?? 1
+        let rest = info.shape.dropFirst()
+        var columns = rest.contains(0) ? 0 : 1
+        for d in rest where columns != 0 {
+            let (product, overflow) = columns.multipliedReportingOverflow(by: d)
+            guard !overflow else {
+                throw WeightsError.invalidTensor(path: path, tensor: name, detail: "shape \(info.shape) has more "
+                                                 + "columns than fit in 64 bits")
+            }
+            columns = product
+        }
         let element: SourceElement
         switch info.dtype {
         case .f32: element = .f32
         case .bf16: element = .bf16
         case .f16: element = .f16
-        case .f64: return TensorRows(try tensor(name))
+        case .f64: return TensorRows(Tensor(shape: [rows, columns], storage: try tensor(name).storage))
         default:
             throw WeightsError.dtypeMismatch(path: path, tensor: name, dtype: info.dtype.rawValue,
                                              expected: "a floating-point dtype (F32, F16, BF16, F64)")
         }
-        let rows = info.shape.first ?? 1
-        let columns = info.shape.count <= 1 ? 1 : info.shape.dropFirst().reduce(1, *)
         return FileMatrixRows(file: file, start: dataStart + info.dataOffsets.lowerBound, rowCount: rows,
                               columnCount: columns, element: element)
     }

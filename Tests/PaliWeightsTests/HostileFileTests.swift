@@ -236,6 +236,32 @@ import Testing
         expectWeightsError(url2)
     }
 
+    /// Found by Launch/fuzz.sh safetensors: a header the reader accepts made `matrixRows` trap. Zero
+    /// elements beside dimensions whose product overflows ([0, 2^32, 2^32]) overflowed the column count;
+    /// an F64 scalar failed TensorRows' rank precondition. Each now throws or reads as rows.
+    @Test func matrixRowsOfEveryAcceptedShapeDoesNotTrap() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let header = "{" + [entry("huge", "F32", "[0, 4294967296, 4294967296]", 0, 0),
+                            entry("scalar", "F64", "[]", 0, 8),
+                            entry("empty", "F32", "[3, 0, 4611686018427387904]", 8, 8),
+                            entry("wide", "F64", "[1, 2, 0]", 8, 8)].joined(separator: ", ") + "}"
+        let url = try writeRawFile(dir.appendingPathComponent("rows.safetensors"), header: header,
+                                   data: Array(withUnsafeBytes(of: Double(1.5).bitPattern.littleEndian, Array.init)))
+        let file = try SafetensorsFile(contentsOf: url)
+        let error = expectWeightsError(url) { _ in _ = try file.matrixRows("huge") }
+        guard case .invalidTensor(_, "huge", let detail)? = error else { Issue.record("\(String(describing: error))"); return }
+        #expect(detail.contains("columns"))
+
+        let scalar = try file.matrixRows("scalar")
+        #expect(scalar.rowCount == 1 && scalar.columnCount == 1)
+        try scalar.withRows(0..<1) { #expect($0.load(as: Float.self) == 1.5) }
+        let empty = try file.matrixRows("empty")
+        #expect(empty.rowCount == 3 && empty.columnCount == 0)
+        let wide = try file.matrixRows("wide")
+        #expect(wide.rowCount == 1 && wide.columnCount == 0)
+    }
+
     /// Random byte flips in the header of a good file: whatever happens, no crash, and any tensor
     /// that opens reads back without faults.
     @Test func randomHeaderMutations() throws {
