@@ -109,35 +109,31 @@ def checksum(data):
     return h
 
 
-def message(kind, fields=(), floats=(), ints=(), data=b""):
-    body = struct.pack(f"<{len(fields)}q", *fields) + struct.pack(f"<{len(floats)}f", *floats) \
-        + struct.pack(f"<{len(ints)}i", *ints) + data
-    head = struct.pack("<IBBHIIII", 0x4C504750, 1, kind, 0, len(fields), len(floats), len(ints), len(data)) \
-        + struct.pack("<Q", checksum(body))
+def message(kind, header, floats=()):
+    """Wire format version 2 (Sources/PaliPipeline/WireFormat.swift): 32-byte frame, floats, JSON header."""
+    data = json.dumps(header, separators=(",", ":")).encode()
+    body = struct.pack(f"<{len(floats)}f", *floats) + data
+    head = struct.pack("<IBBHII", 0x4C504750, 2, kind, 0, len(floats), len(data)) + struct.pack("<Q", checksum(body))
     return head + struct.pack("<II", checksum(head) & 0xFFFFFFFF, 0) + body
 
 
-def named(values):
-    fields, names = [len(values)], b""
-    for name, value in sorted(values.items()):
-        fields += [len(name.encode()), struct.unpack("<q", struct.pack("<d", value))[0]]
-        names += name.encode()
-    return fields, names
-
-
-params = b'{"max_tokens":32,"temperature":0.7,"seed":1}'
-put("wire", "job.bin", message(1, [7, 9], ints=[2, 100, 200], data=b"imgs/a.jpg" + params))
-put("wire", "embeddings.bin", message(2, [7, 2, 3], floats=[0.5, -1, 2, 3, 4, 5], ints=[2, 5], data=params))
-put("wire", "hidden.bin", message(3, [1, 0, 2, 2, 10, 0, 2, 2, 11, 4, 1, 5],
-                                  floats=[1, 2, 3, 4, 5, 6], data=b"\x01\x02"))
-put("wire", "tokens.bin", message(4, [1, 3, 2, 10, 11], ints=[42, 1, 0, 1]))
-fields, names = named({"vision_ms": 12.5, "image_width": 640})
-error = b'{"kind":"image","message":"cannot decode"}'
-put("wire", "result.bin", message(5, [7, 1, len(error)] + fields, ints=[5, 6, 1], data=error + names))
-fields, names = named({"tokens": 100, "prefill_ms": 3.25, "x": float("nan")})
-put("wire", "stats.bin", message(6, [3, 1] + fields, data=names))
-put("wire", "shutdown.bin", message(7, [2], data="peer lost ✗".encode()))
-put("wire", "heartbeat.bin", message(8, [5, struct.unpack("<q", struct.pack("<d", 1.5e9))[0]]))
+params = {"maxNewTokens": 32, "temperature": 0.7, "topK": 40, "topP": 0.9, "seed": 1}
+measured = {"imageWidth": 640, "imageHeight": 480, "visionSeconds": 0.0125}
+put("wire", "job.bin", message(1, {"jobID": 7, "imagePath": "imgs/a.jpg", "promptIDs": [2, 100, 200], "parameters": params}))
+put("wire", "embeddings.bin", message(2, {"jobID": 7, "tokens": 2, "width": 3, "promptIDs": [2, 5], "parameters": params,
+                                          "measurements": measured}, floats=[0.5, -1, 2, 3, 4, 5]))
+put("wire", "hidden.bin", message(3, {"microBatch": 1, "step": 0, "width": 2,
+                                      "sequences": [{"id": 10, "position": 0, "newTokens": 2, "prefixLength": 2},
+                                                    {"id": 11, "position": 4, "newTokens": 1, "prefixLength": 5}],
+                                      "admitted": [{"id": 10, "parameters": params, "measurements": measured}],
+                                      "released": [9]}, floats=[1, 2, 3, 4, 5, 6]))
+put("wire", "tokens.bin", message(4, {"microBatch": 1, "step": 3, "updates": [{"id": 10, "token": 42, "finished": False},
+                                                                             {"id": 11, "token": 1, "finished": True}]}))
+put("wire", "result.bin", message(5, {"jobID": 7, "tokenIDs": [5, 6, 1], "failure": {"kind": "image", "message": "cannot decode"},
+                                      "measurements": measured}))
+put("wire", "stats.bin", message(6, {"sequence": 3, "isFinal": True, "values": {"tokens": 100, "prefill_ms": 3.25}}))
+put("wire", "shutdown.bin", message(7, {"code": 2, "reason": "peer lost ✗"}))
+put("wire", "heartbeat.bin", message(8, {"sequence": 5, "sentAt": 1.5e9}))
 
 for target in sorted(os.listdir(corpus)):
     files = os.listdir(os.path.join(corpus, target))
