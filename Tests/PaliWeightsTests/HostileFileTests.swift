@@ -236,7 +236,7 @@ import Testing
         expectWeightsError(url2)
     }
 
-    /// Found by Launch/fuzz.sh safetensors: a header the reader accepts made `matrixRows` trap. Zero
+    /// Found writing the safetensors fuzz target (Fuzz/): a header the reader accepts made `matrixRows` trap. Zero
     /// elements beside dimensions whose product overflows ([0, 2^32, 2^32]) overflowed the column count;
     /// an F64 scalar failed TensorRows' rank precondition. Each now throws or reads as rows.
     @Test func matrixRowsOfEveryAcceptedShapeDoesNotTrap() throws {
