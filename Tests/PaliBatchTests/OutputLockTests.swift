@@ -5,13 +5,8 @@ import PaliJSON
 import Testing
 @testable import PaliBatch
 
-private func deadPID() throws -> Int32 {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/true")
-    try process.run()
-    process.waitUntilExit()
-    return process.processIdentifier
-}
+/// A pid no process can have: above the largest pid_max Linux allows (2^22), so kill(pid, 0) is ESRCH.
+private func deadPID() throws -> Int32 { (1 << 22) + 7 }
 
 private func lockText(pid: Int32, host: String, processStart: UInt64? = nil) -> String {
     #"{"pid":\#(pid),"host":"\#(host)","started_at":"2025-01-31T12:00:00Z""#
