@@ -287,10 +287,6 @@ size_t pg_gemm_packed_count(int kind, int n, int k) {
     return ((size_t)n + nr - 1) / nr * nr * (size_t)k;
 }
 
-void pg_gemm_pack_nk(int kind, const float *w, int n, int k, float *packed, int panel_lo, int panel_hi) {
-    pg_gemm_pack_nk_strided(kind, w, k, n, k, packed, panel_lo, panel_hi);
-}
-
 void pg_gemm_pack_nk_strided(int kind, const float *w, int ldw, int n, int k, float *packed, int panel_lo,
                              int panel_hi) {
     const int nr = impl_of(kind)->nr;
@@ -379,6 +375,14 @@ void pg_gemm_pack_rows(int kind, int wtype, int stype, const void *src, size_t l
             }
         }
         r0 = r1;
+    }
+}
+
+void pg_convert_to_f32(int stype, const void *src, size_t n, float *dst) {
+    switch (stype) {  // one loop per type, so each is a plain vectorisable loop
+    case PG_BF16: for (size_t i = 0; i < n; i++) dst[i] = src_f32(PG_BF16, (const char *)src + 2 * i, 0); break;
+    case PG_F16: for (size_t i = 0; i < n; i++) dst[i] = src_f32(PG_F16, (const char *)src + 2 * i, 0); break;
+    default: memcpy(dst, src, 4 * n); break;
     }
 }
 

@@ -31,11 +31,9 @@ int pg_gemm_best(void);
 int pg_gemm_nr(int kind);
 /// Floats in a packed [N, K] weight for `kind`.
 size_t pg_gemm_packed_count(int kind, int n, int k);
-/// Packs panels [panel_lo, panel_hi) of W given as [N, K] (PyTorch Linear weight, y = x·Wᵀ).
-void pg_gemm_pack_nk(int kind, const float *w, int n, int k, float *packed, int panel_lo, int panel_hi);
 /// Packs panels [panel_lo, panel_hi) of W given as [K, N].
 void pg_gemm_pack_kn(int kind, const float *w, int k, int n, float *packed, int panel_lo, int panel_hi);
-/// The same with the source's rows `ldw` floats apart (a head's keys or values inside a KV cache).
+/// Packs panels [panel_lo, panel_hi) of W [N, K] (F32) whose rows are `ldw` floats apart (a head's keys or values inside a KV cache).
 void pg_gemm_pack_nk_strided(int kind, const float *w, int ldw, int n, int k, float *packed, int panel_lo, int panel_hi);
 void pg_gemm_pack_kn_strided(int kind, const float *w, int ldw, int k, int n, float *packed, int panel_lo, int panel_hi);
 /// Bytes of a packed [N, K] weight of element type `wtype` (PG_F32 or PG_BF16) for `kind`.
@@ -47,6 +45,9 @@ size_t pg_gemm_packed_bytes(int kind, int wtype, int n, int k);
 /// that run at the same time should cover whole panels (no two threads on one cache line).
 void pg_gemm_pack_rows(int kind, int wtype, int stype, const void *src, size_t ldw, int k, int row_lo,
                        int row_hi, void *packed);
+/// Widens `n` elements of type `stype` (PG_F32, PG_BF16 or PG_F16; any alignment, little-endian) to
+/// F32, exactly (NaN payloads kept): the one conversion both packing and safetensors reading use.
+void pg_convert_to_f32(int stype, const void *src, size_t n, float *dst);
 /// Zeroes the padding columns of the last panel (rows N ..< panels·NR) of a packed [N, K] weight.
 void pg_gemm_pack_pad(int kind, int wtype, int n, int k, void *packed);
 /// Row j of a packed [N, K] weight, times `scale`, as F32 (an embedding lookup in a tied matrix).
