@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "PaliJSON"),
 
         // Kernels: Tensor, packed-weight GEMM (CKernels), OpenBLAS for the rest, norms, activations, RoPE, attention.
-        .target(name: "PaliTensor", dependencies: ["CBLAS", "CKernels"], swiftSettings: cpuFlags),
+        .target(name: "PaliTensor", dependencies: ["CBLAS", "CKernels", "PaliJSON"], swiftSettings: cpuFlags),
         // Weights: safetensors (mmap, f32/bf16/f16, sharded index), config.json.
         .target(name: "PaliWeights", dependencies: ["PaliJSON", "PaliTensor", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
                                                    .product(name: "Logging", package: "swift-log")],

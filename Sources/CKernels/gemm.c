@@ -252,7 +252,12 @@ static int x86_has(int kind) {
 }
 #endif
 
+// The rows layout (kind PG_GEMM_ROWS): W kept as its [N, K] rows (panels of one column), for a BLAS
+// library's sgemm; the products are not run here (the caller calls the library), so no kernels.
+static const impl_t rows_impl = {1, 1, {0}, {0}};
+
 static const impl_t *impl_of(int kind) {
+    if (kind == PG_GEMM_ROWS || kind == PG_GEMM_ONEDNN) return &rows_impl;
 #ifdef PG_X86
     if (kind == PG_GEMM_AVX512) return &avx512_impl;
     if (kind == PG_GEMM_AVX2) return &avx2_impl;
@@ -261,7 +266,8 @@ static const impl_t *impl_of(int kind) {
 }
 
 int pg_gemm_available(int kind) {
-    if (kind == PG_GEMM_PORTABLE) return 1;
+    if (kind == PG_GEMM_PORTABLE || kind == PG_GEMM_ROWS) return 1;
+    if (kind == PG_GEMM_ONEDNN) return pg_onednn_available();
 #ifdef PG_X86
     if (kind == PG_GEMM_AVX2 || kind == PG_GEMM_AVX512) return x86_has(kind);
 #endif

@@ -78,12 +78,13 @@ public final class ModelBundle: @unchecked Sendable {
 
     /// Loads the weights (memory-mapped, packed in pieces) and builds the model; fails on any missing,
     /// misshapen or unused tensor. `weights` picks the precision matrices are kept at (`--weights`).
+    /// `gemm` picks each matrix's kernel (`--gemm`: measured, or one named).
     /// `progressLabel`, when given, starts the lines of a progress report on stderr (slow loads only).
-    public func loadModel(weights: WeightsMode = .auto, kernel: GEMMKernel = .best,
+    public func loadModel(weights: WeightsMode = .auto, gemm: GEMMPolicy = .fixed(.best),
                           progressLabel: String? = nil) throws -> PaliGemmaModel {
         let checkpoint = try Checkpoint(directory: directory)
         checkpoint.weightsMode = weights
-        checkpoint.gemmKernel = kernel
+        checkpoint.gemm = gemm
         let progress = progressLabel.map {
             LoadProgress(logger: Logger(label: $0), totalBytes: checkpoint.byteCount { _ in true })
         }

@@ -98,7 +98,7 @@ public final class GemmaDecoder: @unchecked Sendable {
                 postFeedforwardNorm: postFeedforward)
         }
         embedding = (embed || head)
-            ? try weights.packed("\(TensorName.decoder)embed_tokens.weight", shape: [h.vocabSize, d]) : nil
+            ? try weights.packed("\(TensorName.decoder)embed_tokens.weight", shape: [h.vocabSize, d], rowLookups: true) : nil
         finalNorm = head ? try weights.tensor("\(TensorName.decoder)norm.weight", shape: [d]) : nil
     }
 

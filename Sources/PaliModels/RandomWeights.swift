@@ -7,6 +7,8 @@ public final class RandomWeights: WeightSource {
     let scale: Float
     /// How packed matrices are kept (`bench --weights`): BF16 rounds the random values at packing.
     public var weightsMode: WeightsMode = .auto
+    /// How each matrix gets its GEMM kernel (`bench --gemm`).
+    public var gemm: GEMMPolicy = .fixed(.best)
 
     public init(seed: UInt64 = 0, scale: Float = 0.02) {
         state = seed &+ 0x1234_5678

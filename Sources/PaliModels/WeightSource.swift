@@ -11,8 +11,8 @@ public protocol WeightSource: AnyObject {
     func matrix(_ name: String, shape: [Int]) throws -> MatrixRows
     /// How packed matrices are kept (`--weights`).
     var weightsMode: WeightsMode { get }
-    /// The micro-kernel family matrices are packed for (GEMMKernel.best unless a test picks one).
-    var gemmKernel: GEMMKernel { get }
+    /// How each matrix gets its GEMM kernel (`--gemm`; our fastest by CPUID unless told otherwise).
+    var gemm: GEMMPolicy { get }
     /// Told the source bytes of each piece of a matrix packed (load progress); may be called from any thread.
     func loaded(bytes: Int)
 }
@@ -22,19 +22,25 @@ extension WeightSource {
         TensorRows(try tensor(name, shape: shape))
     }
     public var weightsMode: WeightsMode { .auto }
-    public var gemmKernel: GEMMKernel { .best }
+    public var gemm: GEMMPolicy { .fixed(.best) }
     public func loaded(bytes: Int) {}
 
     /// The matrices `names` (each of `shape`s) stacked into one packed weight (a fused q|k|v, or just
     /// one), at the precision `weightsMode` gives for the first's element type (mixed types: F32 unless
     /// the mode says BF16).
-    func packed(_ parts: [(name: String, shape: [Int])]) throws -> PackedWeight {
+    /// `rowLookups`: its rows are also read one by one (a tied embedding; see `GEMMPolicy`).
+    func packed(_ parts: [(name: String, shape: [Int])], rowLookups: Bool = false) throws -> PackedWeight {
         let rows = try parts.map { try matrix($0.name, shape: $0.shape) }
         let element = rows.allSatisfy({ $0.element == rows[0].element }) ? rows[0].element : .f32
-        return try PackedWeight(stacking: rows, precision: weightsMode.precision(for: element), kernel: gemmKernel) { [self] in loaded(bytes: $0) }
+        let precision = weightsMode.precision(for: element)
+        let n = rows.reduce(0) { $0 + $1.rowCount }
+        let kernel = gemm.kernel(n: n, k: rows[0].columnCount, precision: precision, rowLookups: rowLookups)
+        return try PackedWeight(stacking: rows, precision: precision, kernel: kernel) { [self] in loaded(bytes: $0) }
     }
 
-    func packed(_ name: String, shape: [Int]) throws -> PackedWeight { try packed([(name, shape)]) }
+    func packed(_ name: String, shape: [Int], rowLookups: Bool = false) throws -> PackedWeight {
+        try packed([(name, shape)], rowLookups: rowLookups)
+    }
 }
 
 /// Checkpoint tensor names, written once (SPEC §6).

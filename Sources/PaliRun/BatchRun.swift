@@ -37,6 +37,8 @@ public struct RunConfiguration: Sendable {
     public var peerTimeout = 20.0
     /// Precision matrices are kept at (`--weights`).
     public var weights = WeightsMode.auto
+    /// How matrices get their kernel (`--gemm`, `--batch-invariant`).
+    public var gemm = GEMMPolicy.fixed(.best)
     public var heartbeatInterval = 2.0
     public var maskDecoder: URL?
     /// Resume even when result-affecting settings differ from the run.json already in the directory.
@@ -219,6 +221,7 @@ public enum BatchRun {
                            _ make: (Checkpoint) throws -> W) throws -> W {
         let checkpoint = try Checkpoint(directory: config.modelDirectory)
         checkpoint.weightsMode = config.weights
+        checkpoint.gemm = config.gemm
         let progress = LoadProgress(logger: context.logger, subject: "rank \(context.rank) (\(context.role))",
                                     totalBytes: checkpoint.byteCount(where: include))
         checkpoint.progress = { progress.add($0) }

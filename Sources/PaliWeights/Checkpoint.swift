@@ -35,8 +35,8 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// How matrices are kept when a model packs them (`--weights`); auto keeps the file's precision.
     public var weightsMode: WeightsMode = .auto
-    /// The micro-kernel family matrices are packed for.
-    public var gemmKernel: GEMMKernel = .best
+    /// How each matrix gets its GEMM kernel (`--gemm`).
+    public var gemm: GEMMPolicy = .fixed(.best)
     /// Told the bytes of each matrix piece packed (load progress), from the loading thread.
     public var progress: (@Sendable (Int) -> Void)?
 

@@ -30,6 +30,9 @@ struct BenchCommand: ParsableCommand {
 
     @Option(help: "Time loading this model directory (from the page cache after a first read) instead of the phases.")
     var loadModel: String?
+    @OptionGroup var gemm: GEMMOptions
+    @Flag(help: "With --gemm auto: time every kernel on every matrix shape again (and rewrite the cache) instead of using the cached rates.")
+    var remeasureGemm = false
 
     func run() throws {
         if let threads { BLAS.threads = threads }
@@ -47,7 +50,11 @@ struct BenchCommand: ParsableCommand {
             + "packed \(GEMMKernel.best) kernel \(String(format: "%.1f", packed)) GFLOP/s; making random weights…"))
         let random = RandomWeights(seed: 1)
         random.weightsMode = weights
+        random.gemm = gemm.policy
+        GEMMChoice.log = { benchLogger.info(.init(stringLiteral: $0)) }
+        GEMMChoice.shared.remeasureAll = remeasureGemm
         let model = try PaliGemmaModel(hyper: hyper, weights: random)
+        let choices = gemmChoices()
         let gen = Generator(model: model)
         let v = hyper.vision, d = hyper.decoder
         let s = v.imageSize
@@ -112,6 +119,8 @@ struct BenchCommand: ParsableCommand {
             "openblas_sgemm_gflops": round1(openblas),
             "packed_gemm_gflops": round1(packed),
             "gemm_kernel": GEMMKernel.best.description,
+            "gemm_policy": gemm.policy.description,
+            "gemm_choices": choices,
             "vision": ["images_per_s_batch1": round3(1 / v1), "images_per_s_batch\(visionBatch)": round3(Double(visionBatch) / vb),
                        "seconds_batch1": round3(v1), "fraction_of_sgemm_batch1": round3(pct(visionFlops, v1)),
                        "fraction_of_sgemm_batch\(visionBatch)": round3(pct(visionFlops * Double(visionBatch), vb))],
@@ -128,6 +137,25 @@ struct BenchCommand: ParsableCommand {
         ]
         let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
         print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Each matrix shape of the model with every candidate kernel's rate per bucket of rows (from the
+    /// measured choice: `--gemm auto`) and the kernel its weights were packed for; also printed on stderr.
+    func gemmChoices() -> [[String: Any]] {
+        guard case .auto(let invariant) = gemm.policy else { return [] }   // one kernel named: nothing chosen
+        var rows: [[String: Any]] = []
+        for e in GEMMChoice.shared.askedEntries {
+            let choice = e.choice(batchInvariant: invariant)
+            var rates: [String: [String: Double]] = [:]
+            var line = "[\(e.n), \(e.k)] \(e.precision):"
+            for (kernel, perM) in e.gflops.sorted(by: { $0.key.rawValue > $1.key.rawValue }) {
+                rates[kernel.description] = Dictionary(uniqueKeysWithValues: perM.map { (String($0.key), round1($0.value)) })
+                line += " \(kernel) " + GEMMChoice.buckets.map { m in perM[m].map { String(format: "%.1f", $0) } ?? "–" }.joined(separator: "/")
+            }
+            benchLogger.info(.init(stringLiteral: line + " GFLOP/s at M = " + GEMMChoice.buckets.map(String.init).joined(separator: "/") + " → \(choice)"))
+            rows.append(["n": e.n, "k": e.k, "precision": e.precision.rawValue, "gflops": rates, "choice": choice.description])
+        }
+        return rows
     }
 
     /// Loads a checkpoint `repeats` times (the first read may come from disk; the fastest counts) and
@@ -206,19 +234,7 @@ let benchLogger = Logger(label: "paligemma bench")
 /// What machine the numbers come from.
 enum Machine {
     /// /proc/cpuinfo's "model name" with its family/model/stepping (virtual machines often hide the name).
-    static var cpuName: String {
-        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown CPU" }
-        var fields: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let key = line[..<colon].trimmingCharacters(in: .whitespaces)
-            if key == "processor", !fields.isEmpty { break }   // the first CPU's lines are enough
-            fields[key] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
-        let name = fields["model name"] ?? "unknown CPU"
-        guard let family = fields["cpu family"], let model = fields["model"] else { return name }
-        return "\(name) (family \(family) model \(model) stepping \(fields["stepping"] ?? "?"))"
-    }
+    static var cpuName: String { CPUInfo.name }
 
     /// ISA extensions our kernels care about (CPUID + XGETBV).
     static var cpuFeatures: String { String(cString: pg_cpu_features()) }

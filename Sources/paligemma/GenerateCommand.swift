@@ -21,6 +21,7 @@ struct GenerateCommand: ParsableCommand {
             """)
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var gemm: GEMMOptions
     @Option(help: "Image file (JPEG or PNG); repeat for a batch.") var image: [String] = []
     @Option(help: "Prompt prefix, e.g. \"caption en\"; repeat to pair with each --image.") var prompt: [String] = []
     @Option(help: "JSONL file of {\"image\", \"prompt\"} lines.") var jobs: String?
@@ -68,7 +69,8 @@ struct GenerateCommand: ParsableCommand {
             return GenerationRequest(promptIDs: ids, pixelValues: try loader.pixels(pair.image),
                                      maxNewTokens: sampling.maxTokens, sampling: sampling.parameters)
         }
-        let generator = Generator(model: try bundle.loadModel(weights: model.weights, progressLabel: "paligemma generate"), stopIDs: bundle.stopIDs)
+        gemm.logChoices(as: "paligemma generate")
+        let generator = Generator(model: try bundle.loadModel(weights: model.weights, gemm: gemm.policy, progressLabel: "paligemma generate"), stopIDs: bundle.stopIDs)
         let decoderURL = maskDecoder.map { URL(fileURLWithPath: $0) } ?? bundle.directory.appendingPathComponent("vae-oid.npz")
         var loadedDecoder: MaskDecoder?
         for (pair, result) in zip(pairs, generator.generate(requests)) {

@@ -11,6 +11,7 @@ struct LogitsCommand: ParsableCommand {
         abstract: "Write F32 logits [T, V] of every prompt position and I64 input_ids [T] (safetensors).")
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var gemm: GEMMOptions
     @Option(help: "Image file (JPEG or PNG).") var image: String
     @Option(help: "Prompt prefix, e.g. \"caption en\".") var prompt: String
     @Option(help: "Output .safetensors file.") var output: String
@@ -22,7 +23,8 @@ struct LogitsCommand: ParsableCommand {
         let pixels = try loader.pixels(image)
         let ids = bundle.promptIDs(prompt)
         try bundle.prompt.validate(promptLength: ids.count, maxNewTokens: 0)
-        let generator = Generator(model: try bundle.loadModel(weights: model.weights, progressLabel: "paligemma logits"), stopIDs: bundle.stopIDs)
+        gemm.logChoices(as: "paligemma logits")
+        let generator = Generator(model: try bundle.loadModel(weights: model.weights, gemm: gemm.policy, progressLabel: "paligemma logits"), stopIDs: bundle.stopIDs)
         let logits = generator.prefillLogits(promptIDs: ids, pixelValues: pixels)
         try SafetensorsWriter.write([
             .f32("logits", shape: logits.shape, logits.scalars),

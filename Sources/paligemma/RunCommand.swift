@@ -41,6 +41,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Records per shard file.")
     var shardSize = 1000
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var gemm: GEMMOptions
     @Option(help: "Sequences per micro-batch.")
     var microBatchSize = 8
     @Option(help: "Micro-batches in flight per replica (default: the number of stages).")
@@ -133,6 +134,8 @@ struct RunCommand: ParsableCommand {
         config.visionThreads = visionThreads
         config.peerTimeout = peerTimeout
         config.weights = weights
+        config.gemm = gemm.policy
+        gemm.logChoices(as: "paligemma run")
         config.heartbeatInterval = heartbeatInterval ?? min(config.heartbeatInterval, peerTimeout / 4)
         let defaultDecoder = modelURL.appendingPathComponent("vae-oid.npz")
         config.maskDecoder = maskDecoder.map { URL(fileURLWithPath: $0) }

@@ -5,6 +5,8 @@ import Testing
 @testable import PaliTensor
 
 let kernelsHere = GEMMKernel.allCases.filter(\.isAvailable)
+/// Kernels whose layout is panels in memory (ours) or plain rows (OpenBLAS): bytes can be compared.
+let panelKernelsHere = kernelsHere.filter { $0 != .onednn }
 
 let packedShapes: [(m: Int, n: Int, k: Int)] = [
     (1, 1, 1), (1, 33, 7), (3, 40, 64), (7, 17, 100), (8, 64, 256), (9, 100, 257), (16, 9, 600),
@@ -27,7 +29,7 @@ func packedLinearMatchesReference(kernel: GEMMKernel) {
     }
 }
 
-@Test(arguments: kernelsHere)
+@Test(arguments: panelKernelsHere)
 func packingFromEitherLayoutKeepsEveryElement(kernel: GEMMKernel) {
     var rng = SeededRandom(seed: 7)
     for (n, k) in [(1, 1), (33, 7), (64, 3), (70, 129)] {
@@ -47,8 +49,9 @@ func packingFromEitherLayoutKeepsEveryElement(kernel: GEMMKernel) {
 }
 
 // A row's result must not depend on how many rows share the call or on the thread count: batched
-// generation is promised to equal one-by-one generation exactly.
-@Test(arguments: kernelsHere)
+// generation is promised to equal one-by-one generation exactly. Promised by our kernels only:
+// OpenBLAS fails this test; oneDNN 2.6 passed it on an AVX-512 CPU, but does not promise it.
+@Test(arguments: kernelsHere.filter(\.isBatchInvariant))
 func packedLinearIsBatchAndThreadInvariant(kernel: GEMMKernel) {
     let (m, n, k) = (397, 75, 530)
     var rng = SeededRandom(seed: 11)
@@ -104,7 +107,7 @@ struct HalfRows: MatrixRows {
 // BF16 panels hold exactly the BF16 values and the GEMM over them equals, bit for bit, the GEMM over
 // F32 panels of the same (widened) values: both the direct BF16 micro-kernels (one row panel: decode)
 // and the widened-micro-panel path (several row panels: prefill), with or without bias.
-@Test(arguments: kernelsHere)
+@Test(arguments: kernelsHere.filter { $0.supports(.bf16) })
 func bf16PanelsEqualWidenedF32BitForBit(kernel: GEMMKernel) throws {
     for (m, n, k) in packedShapes + [(1, 64, 2048), (8, 70, 300), (9, 31, 513)] {
         var rng = SeededRandom(seed: UInt64(m * 131 + n * 7 + k))
@@ -151,11 +154,15 @@ func stackedPartsInPiecesEqualOneMatrix(kernel: GEMMKernel) throws {
     let k = 37, sizes = [45, 3, 70]
     let parts = sizes.map { Tensor(shape: [$0, k], values: randomFloats($0 * k, &rng)) }
     let whole = Tensor.concatenatingRows(parts)
-    for precision in WeightPrecision.allCases {
+    for precision in WeightPrecision.allCases where kernel.supports(precision) {
         let one = PackedWeight(whole, precision: precision, kernel: kernel)
         let stacked = try PackedWeight(stacking: parts.map(TensorRows.init), precision: precision, kernel: kernel,
                                    pieceBytes: 5 * k * 4)
-        #expect(panelBytes(one) == panelBytes(stacked), "\(kernel) \(precision)")
+        if kernel == .onednn {   // its layout is oneDNN's: compare what it holds, read back
+            #expect(stacked.unpacked().scalars == whole.scalars && one.unpacked().scalars == whole.scalars)
+        } else {
+            #expect(panelBytes(one) == panelBytes(stacked), "\(kernel) \(precision)")
+        }
     }
     let halfBits = randomFloats(20 * k, &rng).map { Float16($0).bitPattern }
     let f16 = try PackedWeight(stacking: [HalfRows(bits: halfBits, rowCount: 20, columnCount: k, element: .f16)],

@@ -14,8 +14,11 @@
 extern "C" {
 #endif
 
-/// Kernels: 0 portable C (NR 16), 1 AVX2+FMA (NR 16, 6 rows), 2 AVX-512F (NR 32, 8 rows).
-enum { PG_GEMM_PORTABLE = 0, PG_GEMM_AVX2 = 1, PG_GEMM_AVX512 = 2 };
+/// Kernels: 0 portable C (NR 16), 1 AVX2+FMA (NR 16, 6 rows), 2 AVX-512F (NR 32, 8 rows);
+/// 3 the rows layout: W kept as its [N, K] rows (NR 1) for a BLAS library's sgemm, which the caller
+/// runs (`pg_gemm_packed_w` must not be called with it; packing, rows and padding work as for the others);
+/// 4 oneDNN's matmul (a `pg_onednn_weight`, see below; available when libdnnl.so.2 loads).
+enum { PG_GEMM_PORTABLE = 0, PG_GEMM_AVX2 = 1, PG_GEMM_AVX512 = 2, PG_GEMM_ROWS = 3, PG_GEMM_ONEDNN = 4 };
 
 /// Element types: of a packed weight (F32 or BF16) and of the source rows it is packed from.
 /// A BF16 packed weight holds the high halves of F32 values: each is widened (exactly) to F32 in
@@ -59,6 +62,21 @@ void pg_gemm_packed_w(int kind, int wtype, int m, int n, int k, const float *a, 
 /// [panel_lo, panel_hi) only (threads split the panels). C need not be initialised.
 void pg_gemm_packed(int kind, int m, int n, int k, const float *a, int lda, const float *packed,
                     const float *bias, float *c, int ldc, int panel_lo, int panel_hi);
+
+/// oneDNN (Sources/CKernels/onednn.c): loaded with dlopen on first use; 0 where it is not installed
+/// (or PALIGEMMA_NO_ONEDNN is set).
+int pg_onednn_available(void);
+/// "oneDNN X.Y.Z", or "" when not available.
+const char *pg_onednn_version(void);
+typedef struct pg_onednn_weight pg_onednn_weight;
+/// W [N, K] given as F32 rows, reordered into oneDNN's layout for its matmul; NULL on failure.
+pg_onednn_weight *pg_onednn_weight_create(int n, int k, const float *rows);
+size_t pg_onednn_weight_bytes(const pg_onednn_weight *w);
+void pg_onednn_weight_destroy(pg_onednn_weight *w);
+/// Writes W back as F32 rows [N, K]; 0 on failure.
+int pg_onednn_weight_unpack(const pg_onednn_weight *w, float *rows);
+/// C[M, N] = A[M, K] · W (+ bias[N]) on `threads` OpenMP threads (rows dense: lda = K, ldc = N); 0 on failure.
+int pg_onednn_matmul(pg_onednn_weight *w, int m, const float *a, const float *bias, float *c, int threads);
 
 /// The x86 ISA extensions this CPU (and OS) offers that matter to our kernels, space-separated
 /// ("avx2 fma avx512f avx512bw avx512vl avx512_vnni avx512_bf16 avx_vnni amx_bf16 amx_int8"…); "" elsewhere.

@@ -8,24 +8,51 @@
 // how many rows share the call: batched generation equals one-by-one exactly.
 import CKernels
 
-/// The micro-kernel family a packed weight is laid out for.
+/// The GEMM a packed weight is laid out for: one of our micro-kernel families, or OpenBLAS's sgemm
+/// over the weight's plain [N, K] rows (`--gemm NAME`; `GEMMChoice` picks among them by measurement).
 public enum GEMMKernel: Int32, CaseIterable, Sendable, CustomStringConvertible {
     case portable = 0, avx2 = 1, avx512 = 2
+    /// OpenBLAS `cblas_sgemm` (F32 weights only). Not batch invariant: OpenBLAS picks its blocking and
+    /// small-matrix paths from M, so a row's last bits can depend on the rows batched with it.
+    case openblas = 3
+    /// oneDNN's f32 matmul (its JIT brgemm kernels, the weight reordered once into its layout), where
+    /// libdnnl.so.2 is installed. F32 weights only; not batch invariant either.
+    case onednn = 4
 
-    /// The fastest kernel this CPU runs, or the one `PALIGEMMA_GEMM=portable|avx2|avx512` names.
+    /// The fastest of our own kernels this CPU runs (by instruction set), or the one
+    /// `PALIGEMMA_GEMM=portable|avx2|avx512` names.
     public static let best = GEMMKernel(rawValue: pg_gemm_best()) ?? .portable
 
     /// Whether this CPU (and OS) can run the kernel.
     public var isAvailable: Bool { pg_gemm_available(rawValue) != 0 }
-    /// Output columns per packed panel.
+    /// Output columns per packed panel (1 for OpenBLAS: the weight's rows as they are).
     public var panelWidth: Int { Int(pg_gemm_nr(rawValue)) }
+    /// Whether every output row is summed in an order fixed by K alone (batched = one by one, bit for bit).
+    public var isBatchInvariant: Bool { self != .openblas && self != .onednn }
+    /// Which precisions the kernel multiplies.
+    public func supports(_ precision: WeightPrecision) -> Bool { isOurs || precision == .f32 }
+    /// One of our own micro-kernels (rows of the weight can be read back cheaply: embedding lookups).
+    public var isOurs: Bool { self == .portable || self == .avx2 || self == .avx512 }
     public var description: String {
         switch self {
         case .portable: return "portable"
         case .avx2: return "avx2"
         case .avx512: return "avx512"
+        case .openblas: return "openblas"
+        case .onednn: return "onednn"
         }
     }
+    /// The kernel named `name` (its description), if any.
+    public init?(name: String) {
+        guard let k = Self.allCases.first(where: { $0.description == name }) else { return nil }
+        self = k
+    }
+}
+
+/// A weight a GEMM library could not take.
+public struct GEMMError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// The element type of a packed weight's panels.
@@ -90,6 +117,8 @@ public final class PackedWeight: @unchecked Sendable {
     let storage: UnsafeMutableRawPointer
     /// Bytes of the packed panels (what this weight holds in memory).
     public let byteCount: Int
+    /// The weight in oneDNN's layout (kernel `.onednn`; `storage` is then unused).
+    let onednn: OpaquePointer?
 
     public var panels: Int { (outFeatures + kernel.panelWidth - 1) / kernel.panelWidth }
 
@@ -103,7 +132,8 @@ public final class PackedWeight: @unchecked Sendable {
     public init(transposed wT: Tensor, kernel: GEMMKernel = .best) {
         precondition(wT.rank == 2, "PackedWeight needs a matrix [K, N], got \(wT.shape)")
         let n = wT.shape[1], k = wT.shape[0]
-        (outFeatures, inFeatures, self.kernel, precision) = (n, k, kernel, .f32)
+        precondition(kernel != .onednn, "PackedWeight(transposed:) does not make oneDNN weights")
+        (outFeatures, inFeatures, self.kernel, precision, onednn) = (n, k, kernel, .f32, nil)
         (storage, byteCount) = Self.allocate(n: n, k: k, kernel: kernel, precision: .f32)
         let p = storage.assumingMemoryBound(to: Float.self), panels = (n + kernel.panelWidth - 1) / kernel.panelWidth
         Parallel.forEachChunk(panels, grain: max(1, 1 << 16 / max(k * kernel.panelWidth, 1))) { r in
@@ -123,8 +153,32 @@ public final class PackedWeight: @unchecked Sendable {
                      "PackedWeight: stacked parts have different widths \(parts.map(\.columnCount))")
         let n = parts.reduce(0) { $0 + $1.rowCount }
         precondition(kernel.isAvailable, "GEMM kernel \(kernel) is not available on this CPU")
+        precondition(kernel.supports(precision), "GEMM kernel \(kernel) does not multiply \(precision) weights")
         precondition(n > 0 && k >= 0 && n < Int(Int32.max) && k < Int(Int32.max), "PackedWeight: bad shape [\(n), \(k)]")
         (outFeatures, inFeatures, self.kernel, self.precision) = (n, k, kernel, precision)
+        if kernel == .onednn {
+            // oneDNN reorders the whole matrix at once: gather it as F32 rows first (one matrix of extra memory, briefly).
+            let rows = Tensor(zeros: [n, max(k, 1)])
+            var row0 = 0
+            for part in parts {
+                let rowBytes = max(1, k * part.element.byteSize), piece = max(1, pieceBytes / rowBytes)
+                for lo in stride(from: 0, to: part.rowCount, by: piece) {
+                    let hi = min(part.rowCount, lo + piece)
+                    try part.withRows(lo..<hi) { src in
+                        pg_convert_to_f32(part.element.code, src, (hi - lo) * k, rows.data + (row0 + lo) * k)
+                    }
+                    progress?((hi - lo) * rowBytes)
+                }
+                row0 += part.rowCount
+            }
+            guard let handle = pg_onednn_weight_create(Int32(n), Int32(k), rows.data) else {
+                throw GEMMError("oneDNN could not take a weight [\(n), \(k)]; use --gemm with another kernel")
+            }
+            onednn = handle
+            (storage, byteCount) = (UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64), pg_onednn_weight_bytes(handle))
+            return
+        }
+        onednn = nil
         (storage, byteCount) = Self.allocate(n: n, k: k, kernel: kernel, precision: precision)
         let dst = storage, nr = kernel.panelWidth
         var row0 = 0
@@ -166,11 +220,21 @@ public final class PackedWeight: @unchecked Sendable {
         return (raw, bytes)
     }
 
-    deinit { storage.deallocate() }
+    deinit {
+        storage.deallocate()
+        if let onednn { pg_onednn_weight_destroy(onednn) }
+    }
 
     /// Row j of W (length K), times `scale`, as F32: the embedding row of a tied embedding matrix.
+    /// (A oneDNN weight reorders the whole matrix back for it: tests and tools only.)
     public func row(_ j: Int, scaledBy scale: Float = 1, into dst: UnsafeMutablePointer<Float>) {
         precondition(j >= 0 && j < outFeatures, "row \(j) outside 0..<\(outFeatures)")
+        if let onednn {
+            let all = Tensor(zeros: [outFeatures, max(inFeatures, 1)])
+            precondition(pg_onednn_weight_unpack(onednn, all.data) != 0, "oneDNN could not reorder a weight back")
+            for q in 0..<inFeatures { dst[q] = all.data[j * inFeatures + q] * scale }
+            return
+        }
         pg_gemm_packed_row(kernel.rawValue, precision.code, Int32(outFeatures), Int32(inFeatures), storage,
                            Int32(j), scale, dst)
     }
@@ -178,6 +242,10 @@ public final class PackedWeight: @unchecked Sendable {
     /// The unpacked matrix [N, K] (a copy; for tests and tools).
     public func unpacked() -> Tensor {
         let t = Tensor(zeros: [outFeatures, inFeatures])
+        if let onednn, inFeatures > 0 {
+            precondition(pg_onednn_weight_unpack(onednn, t.data) != 0, "oneDNN could not reorder a weight back")
+            return t
+        }
         for j in 0..<outFeatures { row(j, into: t.data + j * inFeatures) }
         return t
     }
@@ -189,6 +257,12 @@ extension Linear {
                                bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
         precondition(k == w.inFeatures, "Linear: input width \(k) vs packed weight [\(w.outFeatures), \(w.inFeatures)]")
         guard m > 0 else { return }
+        if w.kernel == .openblas { return blasForward(x, rows: m, inFeatures: k, weight: w, bias: bias, into: y) }
+        if let handle = w.onednn {
+            precondition(pg_onednn_matmul(handle, Int32(m), x, bias, y, Int32(Parallel.threads)) != 0,
+                         "oneDNN matmul failed for [\(m), \(k)] · [\(w.outFeatures), \(k)]ᵀ")
+            return
+        }
         let n = w.outFeatures, nr = w.kernel.panelWidth, kind = w.kernel.rawValue
         let packed = UnsafeRawPointer(w.storage), wtype = w.precision.code
         // A thread is worth it from about a quarter of a million multiply-adds.
@@ -196,6 +270,23 @@ extension Linear {
         Parallel.forEachChunk(w.panels, grain: grain) { r in
             pg_gemm_packed_w(kind, wtype, Int32(m), Int32(n), Int32(k), x, Int32(k), packed, bias, y, Int32(n),
                              Int32(r.lowerBound), Int32(r.upperBound))
+        }
+    }
+
+    /// OpenBLAS over the weight's [N, K] rows: threads split the output columns in blocks of 64, each
+    /// block one single-threaded sgemm (C preset to the bias, beta 1).
+    static func blasForward(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight w: PackedWeight,
+                            bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+        let n = w.outFeatures, block = 64, blocks = (n + block - 1) / block
+        let rows = UnsafePointer(w.storage.assumingMemoryBound(to: Float.self))
+        let grain = max(1, (1 << 18) / max(m * max(k, 1) * block, 1))
+        Parallel.forEachChunk(blocks, grain: grain) { r in
+            let lo = r.lowerBound * block, hi = min(n, r.upperBound * block)
+            if let bias {
+                for i in 0..<m { (y + i * n + lo).update(from: bias + lo, count: hi - lo) }
+            }
+            BLAS.sgemm(m: m, n: hi - lo, k: k, a: x, lda: k, b: rows + lo * k, ldb: k, transposeB: true,
+                       beta: bias == nil ? 0 : 1, c: y + lo, ldc: n)
         }
     }
 

@@ -1,0 +1,230 @@
+// oneDNN's f32 matmul as a GEMM candidate (kind PG_GEMM_ONEDNN), loaded at run time with dlopen:
+// a machine without libdnnl.so.2 simply lacks the candidate, and nothing links against it.
+//
+// A weight is reordered once, at load, into the blocked layout oneDNN asks for when M = 256 (its
+// brgemm kernels take that one layout for every M); each call runs a matmul primitive for its M,
+// created on first use (well under a millisecond) and kept in a small per-weight cache.
+// OpenMP: OMP_WAIT_POLICY=PASSIVE is set (unless the user set it) before oneDNN's OpenMP runtime
+// loads, so its threads sleep between products instead of spinning beside our own threads.
+#include "ckernels.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__linux__) && __has_include(<dnnl.h>)
+#include <dlfcn.h>
+#include <dnnl.h>
+#include <pthread.h>
+
+#define DNNL_FUNCTIONS(X)                                                                                    \
+    X(dnnl_engine_create) X(dnnl_stream_create) X(dnnl_memory_desc_init_by_tag) X(dnnl_matmul_desc_init)    \
+    X(dnnl_primitive_desc_create) X(dnnl_primitive_desc_query_md) X(dnnl_primitive_desc_destroy)            \
+    X(dnnl_primitive_create) X(dnnl_primitive_destroy) X(dnnl_primitive_execute) X(dnnl_stream_wait)        \
+    X(dnnl_memory_create) X(dnnl_memory_destroy) X(dnnl_memory_set_data_handle)                            \
+    X(dnnl_memory_get_data_handle) X(dnnl_reorder_primitive_desc_create) X(dnnl_memory_desc_get_size)      \
+    X(dnnl_version)
+
+static struct {
+#define X(f) __typeof__(&f) f;
+    DNNL_FUNCTIONS(X)
+#undef X
+    void (*omp_set_num_threads)(int);
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    int ok;
+    char version[64];
+} dn;
+
+static pthread_once_t dn_once = PTHREAD_ONCE_INIT;
+
+static void dn_load(void) {
+    if (getenv("PALIGEMMA_NO_ONEDNN")) return;
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+    void *lib = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_GLOBAL);
+    if (!lib) return;
+#define X(f) if (!(dn.f = (__typeof__(&f))dlsym(lib, #f))) return;
+    DNNL_FUNCTIONS(X)
+#undef X
+    dn.omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+    if (dn.dnnl_engine_create(&dn.engine, dnnl_cpu, 0) != dnnl_success) return;
+    if (dn.dnnl_stream_create(&dn.stream, dn.engine, dnnl_stream_default_flags) != dnnl_success) return;
+    const dnnl_version_t *v = dn.dnnl_version();
+    snprintf(dn.version, sizeof dn.version, "oneDNN %d.%d.%d", v->major, v->minor, v->patch);
+    dn.ok = 1;
+}
+
+int pg_onednn_available(void) {
+    pthread_once(&dn_once, dn_load);
+    return dn.ok;
+}
+
+const char *pg_onednn_version(void) { return pg_onednn_available() ? dn.version : ""; }
+
+enum { CACHE = 8 };
+
+struct pg_onednn_weight {
+    int n, k;
+    dnnl_memory_desc_t wmd;  // the blocked layout
+    dnnl_memory_t w;
+    pthread_mutex_t lock;
+    struct {
+        int m, bias;
+        unsigned long used;
+        dnnl_primitive_t p;
+        dnnl_memory_t a, b, c;
+    } cache[CACHE];
+    unsigned long clock;
+};
+
+static int md2(dnnl_memory_desc_t *md, int r, int c, dnnl_format_tag_t tag) {
+    dnnl_dims_t d = {r, c};
+    return dn.dnnl_memory_desc_init_by_tag(md, 2, d, dnnl_f32, tag) == dnnl_success;
+}
+
+// A matmul primitive descriptor for M rows with weights `w` (a layout, or `any`).
+static dnnl_primitive_desc_t matmul_pd(int m, int n, int k, const dnnl_memory_desc_t *w, int bias) {
+    dnnl_memory_desc_t a, c, b;
+    if (!md2(&a, m, k, dnnl_ab) || !md2(&c, m, n, dnnl_ab) || !md2(&b, 1, n, dnnl_ab)) return NULL;
+    dnnl_matmul_desc_t d;
+    if (dn.dnnl_matmul_desc_init(&d, &a, w, bias ? &b : NULL, &c) != dnnl_success) return NULL;
+    dnnl_primitive_desc_t pd;
+    if (dn.dnnl_primitive_desc_create(&pd, &d, NULL, dn.engine, NULL) != dnnl_success) return NULL;
+    return pd;
+}
+
+pg_onednn_weight *pg_onednn_weight_create(int n, int k, const float *rows) {
+    if (!pg_onednn_available() || n <= 0 || k <= 0) return NULL;
+    pg_onednn_weight *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    w->n = n;
+    w->k = k;
+    pthread_mutex_init(&w->lock, NULL);
+    dnnl_memory_desc_t any, user;
+    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    dnnl_primitive_t reorder = NULL;
+    dnnl_memory_t src = NULL;
+    // W as the matmul's [K, N] operand: PyTorch's [N, K] rows are its `ba` layout.
+    if (!md2(&any, k, n, dnnl_format_tag_any) || !md2(&user, k, n, dnnl_ba)) goto fail;
+    if (!(pd = matmul_pd(256, n, k, &any, 1))) goto fail;
+    w->wmd = *dn.dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    if (dn.dnnl_memory_create(&w->w, &w->wmd, dn.engine, DNNL_MEMORY_ALLOCATE) != dnnl_success) goto fail;
+    if (dn.dnnl_memory_create(&src, &user, dn.engine, (void *)rows) != dnnl_success) goto fail;
+    if (dn.dnnl_reorder_primitive_desc_create(&rpd, &user, dn.engine, &w->wmd, dn.engine, NULL) != dnnl_success) goto fail;
+    if (dn.dnnl_primitive_create(&reorder, rpd) != dnnl_success) goto fail;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, w->w}};
+    if (dn.dnnl_primitive_execute(reorder, dn.stream, 2, args) != dnnl_success) goto fail;
+    dn.dnnl_stream_wait(dn.stream);
+    dn.dnnl_primitive_destroy(reorder);
+    dn.dnnl_primitive_desc_destroy(rpd);
+    dn.dnnl_primitive_desc_destroy(pd);
+    dn.dnnl_memory_destroy(src);
+    return w;
+fail:
+    if (reorder) dn.dnnl_primitive_destroy(reorder);
+    if (rpd) dn.dnnl_primitive_desc_destroy(rpd);
+    if (pd) dn.dnnl_primitive_desc_destroy(pd);
+    if (src) dn.dnnl_memory_destroy(src);
+    if (w->w) dn.dnnl_memory_destroy(w->w);
+    free(w);
+    return NULL;
+}
+
+size_t pg_onednn_weight_bytes(const pg_onednn_weight *w) { return dn.dnnl_memory_desc_get_size(&w->wmd); }
+
+void pg_onednn_weight_destroy(pg_onednn_weight *w) {
+    if (!w) return;
+    for (int i = 0; i < CACHE; i++) {
+        if (!w->cache[i].p) continue;
+        dn.dnnl_primitive_destroy(w->cache[i].p);
+        dn.dnnl_memory_destroy(w->cache[i].a);
+        dn.dnnl_memory_destroy(w->cache[i].c);
+        if (w->cache[i].b) dn.dnnl_memory_destroy(w->cache[i].b);
+    }
+    dn.dnnl_memory_destroy(w->w);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+int pg_onednn_weight_unpack(const pg_onednn_weight *w, float *rows) {
+    dnnl_memory_desc_t user;
+    dnnl_primitive_desc_t rpd;
+    dnnl_primitive_t reorder;
+    dnnl_memory_t dst;
+    if (!md2(&user, w->k, w->n, dnnl_ba)) return 0;
+    if (dn.dnnl_memory_create(&dst, &user, dn.engine, rows) != dnnl_success) return 0;
+    int ok = dn.dnnl_reorder_primitive_desc_create(&rpd, &w->wmd, dn.engine, &user, dn.engine, NULL) == dnnl_success;
+    if (ok) {
+        ok = dn.dnnl_primitive_create(&reorder, rpd) == dnnl_success;
+        if (ok) {
+            dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, w->w}, {DNNL_ARG_TO, dst}};
+            ok = dn.dnnl_primitive_execute(reorder, dn.stream, 2, args) == dnnl_success;
+            dn.dnnl_stream_wait(dn.stream);
+            dn.dnnl_primitive_destroy(reorder);
+        }
+        dn.dnnl_primitive_desc_destroy(rpd);
+    }
+    dn.dnnl_memory_destroy(dst);
+    return ok;
+}
+
+int pg_onednn_matmul(pg_onednn_weight *w, int m, const float *a, const float *bias, float *c, int threads) {
+    if (m <= 0) return 1;
+    pthread_mutex_lock(&w->lock);
+    const int hb = bias != NULL;
+    int slot = -1, victim = 0;
+    for (int i = 0; i < CACHE; i++) {
+        if (w->cache[i].p && w->cache[i].m == m && w->cache[i].bias == hb) { slot = i; break; }
+        if (w->cache[i].used < w->cache[victim].used) victim = i;
+    }
+    if (slot < 0) {
+        slot = victim;
+        if (w->cache[slot].p) {
+            dn.dnnl_primitive_destroy(w->cache[slot].p);
+            dn.dnnl_memory_destroy(w->cache[slot].a);
+            dn.dnnl_memory_destroy(w->cache[slot].c);
+            if (w->cache[slot].b) dn.dnnl_memory_destroy(w->cache[slot].b);
+            memset(&w->cache[slot], 0, sizeof w->cache[slot]);
+        }
+        dnnl_primitive_desc_t pd = matmul_pd(m, w->n, w->k, &w->wmd, hb);
+        dnnl_memory_desc_t amd, cmd, bmd;
+        int ok = pd && md2(&amd, m, w->k, dnnl_ab) && md2(&cmd, m, w->n, dnnl_ab) && md2(&bmd, 1, w->n, dnnl_ab)
+              && dn.dnnl_primitive_create(&w->cache[slot].p, pd) == dnnl_success
+              && dn.dnnl_memory_create(&w->cache[slot].a, &amd, dn.engine, DNNL_MEMORY_NONE) == dnnl_success
+              && dn.dnnl_memory_create(&w->cache[slot].c, &cmd, dn.engine, DNNL_MEMORY_NONE) == dnnl_success
+              && (!hb || dn.dnnl_memory_create(&w->cache[slot].b, &bmd, dn.engine, DNNL_MEMORY_NONE) == dnnl_success);
+        if (pd) dn.dnnl_primitive_desc_destroy(pd);
+        if (!ok) {
+            pthread_mutex_unlock(&w->lock);
+            return 0;
+        }
+        w->cache[slot].m = m;
+        w->cache[slot].bias = hb;
+    }
+    w->cache[slot].used = ++w->clock;
+    dn.dnnl_memory_set_data_handle(w->cache[slot].a, (void *)a);
+    dn.dnnl_memory_set_data_handle(w->cache[slot].c, c);
+    if (hb) dn.dnnl_memory_set_data_handle(w->cache[slot].b, (void *)bias);
+    if (dn.omp_set_num_threads) dn.omp_set_num_threads(threads);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, w->cache[slot].a}, {DNNL_ARG_WEIGHTS, w->w},
+                               {DNNL_ARG_DST, w->cache[slot].c}, {DNNL_ARG_BIAS, w->cache[slot].b}};
+    int ok = dn.dnnl_primitive_execute(w->cache[slot].p, dn.stream, hb ? 4 : 3, args) == dnnl_success;
+    dn.dnnl_stream_wait(dn.stream);
+    pthread_mutex_unlock(&w->lock);
+    return ok;
+}
+
+#else  // no oneDNN headers at build time: the candidate is never available
+
+int pg_onednn_available(void) { return 0; }
+const char *pg_onednn_version(void) { return ""; }
+pg_onednn_weight *pg_onednn_weight_create(int n, int k, const float *rows) { (void)n; (void)k; (void)rows; return NULL; }
+size_t pg_onednn_weight_bytes(const pg_onednn_weight *w) { (void)w; return 0; }
+void pg_onednn_weight_destroy(pg_onednn_weight *w) { (void)w; }
+int pg_onednn_weight_unpack(const pg_onednn_weight *w, float *rows) { (void)w; (void)rows; return 0; }
+int pg_onednn_matmul(pg_onednn_weight *w, int m, const float *a, const float *bias, float *c, int threads) {
+    (void)w; (void)m; (void)a; (void)bias; (void)c; (void)threads;
+    return 0;
+}
+#endif
