@@ -61,7 +61,7 @@ public final class GEMMChoice: @unchecked Sendable {
     /// The rows (M) each candidate is timed at.
     public static let buckets = [1, 8, 64, 256]
     /// Bump when a kernel changes enough that old measurements mislead.
-    static let kernelsVersion = 1
+    static let kernelsVersion = 2
     static let format = 1
 
     /// Rates measured for one weight shape.
@@ -177,8 +177,10 @@ public final class GEMMChoice: @unchecked Sendable {
     // MARK: Measuring
 
     /// Times every candidate for a weight [n, k] at each bucket. Columns beyond 4,096 are left out
-    /// (the rate per output column is the same: threads split columns); weights are cycled over
-    /// copies adding up to ~128 MB so that few-row products stream them from memory as decoding does.
+    /// (the rate per output column is the same: threads split columns). A weight of a megabyte or
+    /// more is timed cold, as the model meets it (each layer's weights are used once per forward, and
+    /// the model is far larger than any cache): before each timed call a buffer of twice the
+    /// last-level cache is read through. Smaller ones are timed warm, over repeated calls.
     public static func measure(n: Int, k: Int, precision: WeightPrecision,
                                candidates: [GEMMKernel] = GEMMKernel.allCases) -> Entry {
         let kernels = candidates.filter { $0.isAvailable && $0.supports(precision) }
@@ -189,23 +191,29 @@ public final class GEMMChoice: @unchecked Sendable {
         let x = Tensor(zeros: [maxM, max(k, 1)])
         for i in 0..<x.count { x.data[i] = Float(Double(rng.next() >> 11) * 0x1p-53 - 0.5) }
         let y = Tensor(zeros: [maxM, nm])
-        let bytes = nm * max(k, 1) * precision.bytesPerElement
-        let copies = max(1, min(64, (128 << 20) / max(bytes, 1)))
+        let cold = nm * max(k, 1) * precision.bytesPerElement >= 1 << 20
+        let flush = cold ? Tensor(zeros: [min(2 * lastLevelCacheBytes, 512 << 20) / 4]) : nil
+        if let flush { for i in stride(from: 0, to: flush.count, by: 1024) { flush.data[i] = 1 } }
+        func evict() {
+            guard let flush else { return }
+            Parallel.forEachChunk(flush.count, grain: 1 << 20) { r in
+                if pg_stream_sum(flush.data + r.lowerBound, r.count).isNaN { print("") }   // keeps the reads
+            }
+        }
+        var packed: [GEMMKernel: PackedWeight] = [:]
         var rates: [GEMMKernel: [Int: Double]] = [:]
         var alive = kernels
         for m in buckets {
             var times: [GEMMKernel: Double] = [:]
             for kernel in alive {
-                let packed = (0..<(m <= 8 ? copies : 1)).map { _ in PackedWeight(w, precision: precision, kernel: kernel) }
-                var i = 0
-                let call = {
-                    Linear.forward(x.data, rows: m, inFeatures: k, weight: packed[i % packed.count], bias: nil, into: y.data)
-                    i += 1
-                }
-                call()  // warm-up
-                // Fastest of 3 runs, each at least ~10 ms of calls (and one pass over the copies).
+                let weight = packed[kernel] ?? PackedWeight(w, precision: precision, kernel: kernel)
+                packed[kernel] = weight
+                let call = { Linear.forward(x.data, rows: m, inFeatures: k, weight: weight, bias: nil, into: y.data) }
+                call()  // warm-up (a library's first call for this M may build its kernel)
+                // Fastest of 3 runs: one cold call each, or warm calls adding up to ~10 ms.
                 var best = Double.infinity
                 for _ in 0..<3 {
+                    evict()
                     var calls = 0
                     let t0 = DispatchTime.now().uptimeNanoseconds
                     var elapsed = 0.0
@@ -213,7 +221,7 @@ public final class GEMMChoice: @unchecked Sendable {
                         call()
                         calls += 1
                         elapsed = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
-                    } while elapsed < 0.01 || calls < packed.count
+                    } while !cold && elapsed < 0.01
                     best = min(best, elapsed / Double(calls))
                 }
                 times[kernel] = best
@@ -225,6 +233,16 @@ public final class GEMMChoice: @unchecked Sendable {
         }
         return Entry(n: n, k: k, precision: precision, gflops: rates)
     }
+
+    /// The last-level cache's size (Linux sysconf), 64 MB where it is not known.
+    static let lastLevelCacheBytes: Int = {
+        #if os(Linux)
+        let l3 = sysconf(Int32(_SC_LEVEL3_CACHE_SIZE)), l2 = sysconf(Int32(_SC_LEVEL2_CACHE_SIZE))
+        if l3 > 0 { return l3 }
+        if l2 > 0 { return l2 }
+        #endif
+        return 64 << 20
+    }()
 
     // MARK: The cache file
 
