@@ -92,4 +92,33 @@ struct ScoreRunTests {
         #expect(refused.status != 0)
         #expect(refused.output.contains("beams: absent in the earlier run, 2 now"), "\(refused.output)")
     }
+
+    /// `generate --json` prints `logprob` (and `token_logprobs` with --token-logprobs); with --beams N the
+    /// answer is transformers' num_beams = N one. Bad combinations are refused before any work.
+    @Test func generatePrintsTransformersScores() throws {
+        let goldens = try JSONDecoder().decode(ScoreFile.self, from: Data(contentsOf: fixtures.appendingPathComponent("scores/goldens.json")))
+        let picked = goldens.cases.filter { $0.model == "Tests/Fixtures/models/pg1-mqa" && $0.eos_token_id == [1] && $0.prompt == "detect red circle" }
+        try #require(picked.contains { $0.beams == 1 } && picked.contains { $0.beams == 3 })
+        for c in picked {
+            let path = repository.appendingPathComponent(c.model).path
+            let out = try Tool.run(["generate", "--model", path, "--image", repository.appendingPathComponent(c.image).path,
+                                    "--prompt", c.prompt, "--max-tokens", "\(c.max_new_tokens)", "--beams", "\(c.beams)",
+                                    "--json", "--token-logprobs"])
+            #expect(out.status == 0, "\(out.stderr)")
+            let line = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any]
+            #expect(line?["tokens"] as? [Int] == c.tokens, "beams \(c.beams): tokens")
+            let logprob = line?["logprob"] as? Double
+            #expect(logprob.map { abs($0 - c.logprob) <= 1e-4 } == true, "beams \(c.beams): \(String(describing: logprob)) vs \(c.logprob)")
+            let perToken = line?["token_logprobs"] as? [Double] ?? []
+            #expect(perToken.count == c.tokens.count && zip(perToken, c.token_logprobs).allSatisfy { abs($0 - $1) <= 1e-4 },
+                    "beams \(c.beams): \(perToken)")
+        }
+        let image = repository.appendingPathComponent("Tests/Fixtures/models/pg1-mqa/image.png").path
+        for (extra, words) in [(["--beams", "2", "--temperature", "0.7"], "leave out --temperature"),
+                               (["--beams", "0"], "--beams must be between 1 and 64"),
+                               (["--token-logprobs"], "give --json too")] {
+            let out = try Tool.run(["generate", "--model", model("pg1-mqa").path, "--image", image, "--prompt", "caption en"] + extra)
+            #expect(out.status != 0 && out.stderr.contains(words), "\(extra): \(out.stderr)")
+        }
+    }
 }
