@@ -1,7 +1,8 @@
 // One output record per job: a single JSON line of a shard. Key order is fixed (see docs/records.md):
 //
 //   {"id":"a1","image":"imgs/a1.jpg","prompt":"caption en","status":"ok","text":"a cat","tokens":[...],
-//    <task fields>,"error":null,"timings":{"vision_s":0.12,...},<manifest extras>}
+//    "logprob":-1.23,["token_logprobs":[...],]<task fields>,"error":null,"timings":{"vision_s":0.12,...},
+//    <manifest extras>}
 import Foundation
 import PaliJSON
 
@@ -43,6 +44,11 @@ public struct OutputRecord: Sendable {
     public var text: String?
     /// Generated token ids, as `generate --json` prints them.
     public var tokens: [Int]
+    /// The answer's score (ok records): Σ of its tokens' log-probabilities, or the beam's sequence score
+    /// with beam search (docs/records.md). Not written when nil.
+    public var logprob: Double?
+    /// Each token's log-probability, with `--token-logprobs`. Not written when nil.
+    public var tokenLogprobs: [Double]?
     /// Set for a failed job (written as null otherwise).
     public var error: RecordError?
     /// Fields added by task parsing, e.g. ("objects", [...]), written after "tokens".
@@ -53,14 +59,17 @@ public struct OutputRecord: Sendable {
     public var extra: [(String, JSONValue)]
 
     public init(id: String, image: String, prompt: String, status: RecordStatus, text: String? = nil,
-                tokens: [Int] = [], error: RecordError? = nil, taskFields: [(String, JSONValue)] = [],
-                timings: [(String, Double)] = [], extra: [(String, JSONValue)] = []) {
+                tokens: [Int] = [], logprob: Double? = nil, tokenLogprobs: [Double]? = nil, error: RecordError? = nil,
+                taskFields: [(String, JSONValue)] = [], timings: [(String, Double)] = [],
+                extra: [(String, JSONValue)] = []) {
         self.id = id
         self.image = image
         self.prompt = prompt
         self.status = status
         self.text = text
         self.tokens = tokens
+        self.logprob = logprob
+        self.tokenLogprobs = tokenLogprobs
         self.error = error
         self.taskFields = taskFields
         self.timings = timings
@@ -76,7 +85,11 @@ public struct OutputRecord: Sendable {
 
     /// Keys every record has, in order; a task field or extra with one of these names (or "extra") goes
     /// under "extra" instead.
-    public static let standardKeys = ["id", "image", "prompt", "status", "text", "tokens", "error", "timings"]
+    public static let standardKeys = ["id", "image", "prompt", "status", "text", "tokens", "logprob", "token_logprobs",
+                                      "error", "timings"]
+
+    /// Decimals of written log-probabilities (transformers' own are float32: ~7 significant digits).
+    public static let logprobDecimals = 7
 
     public var jsonValue: JSONValue {
         var members: [(String, JSONValue)] = [
@@ -87,6 +100,10 @@ public struct OutputRecord: Sendable {
             ("text", text.map { .string($0) } ?? .null),
             ("tokens", .array(tokens.map { .int($0) })),
         ]
+        if let logprob { members.append(("logprob", .double(logprob, decimals: Self.logprobDecimals))) }
+        if let tokenLogprobs {
+            members.append(("token_logprobs", .array(tokenLogprobs.map { .double($0, decimals: Self.logprobDecimals) })))
+        }
         var used = Set(OutputRecord.standardKeys + ["extra"])
         var nested: [(String, JSONValue)] = []
         var nestedKeys = Set<String>()
@@ -138,6 +155,14 @@ extension OutputRecord {
                 let ids = items.compactMap(\.intValue)
                 guard ids.count == items.count else { return nil }
                 tokens = ids
+            case "logprob" where beforeError:
+                guard let value = member.doubleValue else { return nil }
+                logprob = value
+            case "token_logprobs" where beforeError:
+                guard case .array(let items) = member else { return nil }
+                let values = items.compactMap(\.doubleValue)
+                guard values.count == items.count else { return nil }
+                tokenLogprobs = values
             case "error":
                 beforeError = false
                 if member == .null { continue }

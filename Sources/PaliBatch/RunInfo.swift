@@ -66,9 +66,11 @@ public struct RunInfo: Sendable {
     public static let fileName = "run.json"
 
     /// Settings whose change would make a resumed run's records differ from the earlier ones. The
-    /// `paligemma run` command writes its settings under these names.
+    /// `paligemma run` command writes its settings under these names (`beams` and `token_logprobs` only
+    /// when not the default, so the run.json of a run from before they existed still matches).
     public static let resultAffectingSettings = [
-        "max_tokens", "sampling", "temperature", "top_k", "top_p", "seed", "default_prompt", "image_size",
+        "max_tokens", "sampling", "temperature", "top_k", "top_p", "seed", "default_prompt", "image_size", "beams",
+        "token_logprobs",
     ]
 
     public var version: String

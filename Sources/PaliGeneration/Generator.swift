@@ -12,10 +12,13 @@ public struct GenerationRequest: @unchecked Sendable {
     public var pixelValues: Tensor?
     public var maxNewTokens: Int
     public var sampling: SamplingParameters
+    /// Beam search with this many beams when above 1 (`sampling` is then not used).
+    public var beams: Int
 
-    public init(promptIDs: [Int], pixelValues: Tensor?, maxNewTokens: Int = 20, sampling: SamplingParameters = .greedy) {
+    public init(promptIDs: [Int], pixelValues: Tensor?, maxNewTokens: Int = 20, sampling: SamplingParameters = .greedy,
+                beams: Int = 1) {
         self.promptIDs = promptIDs; self.pixelValues = pixelValues
-        self.maxNewTokens = maxNewTokens; self.sampling = sampling
+        self.maxNewTokens = maxNewTokens; self.sampling = sampling; self.beams = beams
     }
 }
 
@@ -23,6 +26,23 @@ public struct GenerationResult: Sendable, Equatable {
     /// Generated ids, up to and including the stop id (<eos>) when one was produced.
     public var tokens: [Int]
     public var stoppedAtEOS: Bool
+    /// Per token: the log-softmax of the logits it was chosen from (after Gemma 2's final soft-cap;
+    /// untempered), at that token, as transformers' `compute_transition_scores(normalize_logits=True)`.
+    public var tokenLogprobs: [Double] = []
+    /// Greedy and sampling: Σ tokenLogprobs. Beam search: the sequence score, Σ tokenLogprobs /
+    /// tokens.count^length_penalty (transformers' `sequences_scores`).
+    public var logprob: Double = 0
+
+    public init(tokens: [Int], stoppedAtEOS: Bool, tokenLogprobs: [Double] = [], logprob: Double = 0) {
+        self.tokens = tokens; self.stoppedAtEOS = stoppedAtEOS; self.tokenLogprobs = tokenLogprobs; self.logprob = logprob
+    }
+
+    /// The result of a finished beam search (empty when it ran no step).
+    public init(_ search: BeamSearch) {
+        guard let best = search.best else { self.init(tokens: [], stoppedAtEOS: false); return }
+        self.init(tokens: best.beam.tokens, stoppedAtEOS: best.beam.tokens.last.map(search.stopIDs.contains) ?? false,
+                  tokenLogprobs: best.beam.tokenLogprobs, logprob: best.score)
+    }
 }
 
 public final class Generator: @unchecked Sendable {
@@ -67,14 +87,20 @@ public final class Generator: @unchecked Sendable {
         return model.decoder.logits(hidden, rows: Array(0..<promptIDs.count))
     }
 
-    /// Generates for every request together; results in request order.
+    /// Generates for every request together; results in request order. A beam-search request runs its
+    /// beams as rows of the same forwards.
     public func generate(_ requests: [GenerationRequest]) -> [GenerationResult] {
         guard !requests.isEmpty else { return [] }
         let decoder = model.decoder
+        let v = decoder.hyper.vocabSize
         let features = imageFeatures(requests.map(\.pixelValues))
         var samplers = requests.map { Sampler($0.sampling) }
+        var searches: [BeamSearch?] = requests.map {
+            $0.beams > 1 ? BeamSearch(beams: $0.beams, maxNewTokens: $0.maxNewTokens, stopIDs: stopIDs) : nil
+        }
         var results = requests.map { _ in GenerationResult(tokens: [], stoppedAtEOS: false) }
-        let caches = requests.map { decoder.makeCache(capacity: $0.promptIDs.count + $0.maxNewTokens) }
+        // Per request, the caches of its running beams (one without beam search).
+        var caches = requests.map { [decoder.makeCache(capacity: $0.promptIDs.count + $0.maxNewTokens)] }
 
         // Prefill: all prompts in one ragged batch.
         let d = decoder.hyper.width
@@ -89,19 +115,35 @@ public final class Generator: @unchecked Sendable {
             lastRows.append(row - 1)
         }
         let steps = requests.indices.map {
-            SequenceStep(tokens: requests[$0].promptIDs.count, cache: caches[$0], prefixLength: requests[$0].promptIDs.count)
+            SequenceStep(tokens: requests[$0].promptIDs.count, cache: caches[$0][0], prefixLength: requests[$0].promptIDs.count)
         }
         decoder.forward(hidden, steps: steps)
         var live = requests.indices.filter { requests[$0].maxNewTokens > 0 }
         var logits = decoder.logits(hidden, rows: lastRows)
-        var logitRow = Dictionary(uniqueKeysWithValues: requests.indices.map { ($0, $0) })
+        // First logit row of each live request (its beams' rows follow).
+        var firstRow = Dictionary(uniqueKeysWithValues: requests.indices.map { ($0, $0) })
 
         while !live.isEmpty {
             var next: [Int] = []
             for i in live {
-                let v = decoder.hyper.vocabSize
-                let token = samplers[i].next(logits.data + logitRow[i]! * v, count: v)
+                let rows = logits.data + firstRow[i]! * v
+                if var search = searches[i] {
+                    let parents = search.advance(vocabSize: v) { UnsafePointer(rows + $0 * v) }
+                    searches[i] = search
+                    if search.isDone {
+                        results[i] = GenerationResult(search)
+                        caches[i] = []
+                    } else {
+                        caches[i] = caches[i].reordered(parents: parents)
+                        next.append(i)
+                    }
+                    continue
+                }
+                let token = samplers[i].next(rows, count: v)
+                let logprob = Double(rows[token]) - Softmax.logSumExp(rows, count: v)
                 results[i].tokens.append(token)
+                results[i].tokenLogprobs.append(logprob)
+                results[i].logprob += logprob
                 if stopIDs.contains(token) {
                     results[i].stoppedAtEOS = true
                 } else if results[i].tokens.count < requests[i].maxNewTokens {
@@ -110,13 +152,21 @@ public final class Generator: @unchecked Sendable {
             }
             live = next
             guard !live.isEmpty else { break }
-            // One decode step for every live sequence.
-            let x = decoder.embed(live.map { results[$0].tokens.last! })
-            decoder.forward(x, steps: live.map {
-                SequenceStep(tokens: 1, cache: caches[$0], prefixLength: requests[$0].promptIDs.count)
-            })
-            logits = decoder.logits(x, rows: Array(live.indices))
-            logitRow = Dictionary(uniqueKeysWithValues: live.enumerated().map { ($1, $0) })
+            // One decode step for every running beam of every live request.
+            var feed: [Int] = []
+            var decodeSteps: [SequenceStep] = []
+            firstRow = [:]
+            for i in live {
+                firstRow[i] = feed.count
+                let tokens = searches[i]?.runningTokens ?? [results[i].tokens.last!]
+                for (token, cache) in zip(tokens, caches[i]) {
+                    feed.append(token)
+                    decodeSteps.append(SequenceStep(tokens: 1, cache: cache, prefixLength: requests[i].promptIDs.count))
+                }
+            }
+            let x = decoder.embed(feed)
+            decoder.forward(x, steps: decodeSteps)
+            logits = decoder.logits(x, rows: Array(feed.indices))
         }
         return results
     }

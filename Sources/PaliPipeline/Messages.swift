@@ -9,7 +9,7 @@
 //   embeddings  jobID, tokens, width, promptIDs, parameters, measurements [tokens, width]
 //   hidden      microBatch, step, width, sequences, admitted, released    [Σ newTokens, width]
 //   tokens      microBatch, step, updates                                 -
-//   result      jobID, tokenIDs, failure, measurements                    -
+//   result      jobID, tokenIDs, tokenLogprobs, logprob, failure, meas.   -
 //   stats       sequence, isFinal, values                                 -
 //   shutdown    code, reason                                              -
 //   heartbeat   sequence, sentAt                                          -
@@ -79,10 +79,12 @@ public struct JobParameters: Codable, Sendable, Equatable {
     public var topP: Float?
     /// The job's own seed (`--seed` mixed with the id).
     public var seed: UInt64
+    /// Beam search with this many beams when above 1 (the sampling settings are then unused).
+    public var beams: Int
 
-    public init(maxNewTokens: Int, temperature: Float, topK: Int?, topP: Float?, seed: UInt64) {
+    public init(maxNewTokens: Int, temperature: Float, topK: Int?, topP: Float?, seed: UInt64, beams: Int = 1) {
         self.maxNewTokens = maxNewTokens; self.temperature = temperature; self.topK = topK; self.topP = topP
-        self.seed = seed
+        self.seed = seed; self.beams = beams
     }
 }
 
@@ -185,9 +187,14 @@ public struct SequenceSlice: Codable, Sendable, Equatable {
     public var newTokens: Int
     /// Length of the bidirectional prefix (image + prompt tokens); later positions attend causally.
     public var prefixLength: Int
+    /// Beam search (nil otherwise): the rows are one new token for each of `parents.count` beams, all at
+    /// `position`; beam k continues the cache that beam `parents[k]` had after the previous step
+    /// (the first step after the prefill continues the prefilled sequence: every parent is 0).
+    public var parents: [Int]?
 
-    public init(id: Int64, position: Int, newTokens: Int, prefixLength: Int) {
+    public init(id: Int64, position: Int, newTokens: Int, prefixLength: Int, parents: [Int]? = nil) {
         self.id = id; self.position = position; self.newTokens = newTokens; self.prefixLength = prefixLength
+        self.parents = parents
     }
 }
 
@@ -246,6 +253,12 @@ public struct HiddenMessage: PipelineMessage, Equatable {
             _ = try MessageCoding.count(slice.position, "position", kind: Self.kind)
             _ = try MessageCoding.count(slice.prefixLength, "prefixLength", kind: Self.kind)
             total += try MessageCoding.count(slice.newTokens, "newTokens", kind: Self.kind)
+            if let parents = slice.parents {
+                guard parents.count == slice.newTokens, parents.allSatisfy({ $0 >= 0 && $0 < parents.count }) else {
+                    throw TransportError.invalidMessage(kind: Self.kind, reason: "sequence \(slice.id): beam parents "
+                                                        + "\(parents) for \(slice.newTokens) new tokens")
+                }
+            }
         }
         guard total.multipliedReportingOverflow(by: width) == (floats.count, false) else {
             throw TransportError.invalidMessage(kind: Self.kind, reason: "\(floats.count) floats for "
@@ -272,12 +285,17 @@ public struct HiddenMessage: PipelineMessage, Equatable {
 /// The token the last stage sampled for one sequence.
 public struct TokenUpdate: Codable, Sendable, Equatable {
     public var id: Int64
+    /// The next token (beam search: of the first beam).
     public var token: Int32
-    /// True when the sequence ended (EOS, max tokens): stage 0 frees its slot.
+    /// True when the sequence ended (EOS, max tokens, beam search done): stage 0 frees its slot.
     public var finished: Bool
+    /// Beam search (nil otherwise): the next token of each running beam, and the beam of the previous
+    /// step that each continues (`SequenceSlice.parents` of the next step).
+    public var beamTokens: [Int32]?
+    public var parents: [Int]?
 
-    public init(id: Int64, token: Int32, finished: Bool) {
-        self.id = id; self.token = token; self.finished = finished
+    public init(id: Int64, token: Int32, finished: Bool, beamTokens: [Int32]? = nil, parents: [Int]? = nil) {
+        self.id = id; self.token = token; self.finished = finished; self.beamTokens = beamTokens; self.parents = parents
     }
 }
 
@@ -310,13 +328,25 @@ public struct ResultMessage: HeaderOnlyMessage, Equatable {
     public var jobID: Int64
     /// Generated token ids (without the prompt); empty on failure.
     public var tokenIDs: [Int32]
+    /// Per token, its log-probability under the model (log-softmax of the logits it was chosen from).
+    public var tokenLogprobs: [Double]
+    /// The answer's score: Σ tokenLogprobs, or for beam search the sequence score (Σ / length^1.0).
+    public var logprob: Double?
     /// Set when the job failed.
     public var failure: Failure?
     public var measurements: JobMeasurements
 
-    public init(jobID: Int64, tokenIDs: [Int32] = [], failure: Failure? = nil,
-                measurements: JobMeasurements = JobMeasurements()) {
-        self.jobID = jobID; self.tokenIDs = tokenIDs; self.failure = failure; self.measurements = measurements
+    public init(jobID: Int64, tokenIDs: [Int32] = [], tokenLogprobs: [Double] = [], logprob: Double? = nil,
+                failure: Failure? = nil, measurements: JobMeasurements = JobMeasurements()) {
+        self.jobID = jobID; self.tokenIDs = tokenIDs; self.tokenLogprobs = tokenLogprobs; self.logprob = logprob
+        self.failure = failure; self.measurements = measurements
+    }
+
+    public func validate() throws {
+        guard tokenLogprobs.isEmpty || tokenLogprobs.count == tokenIDs.count else {
+            throw TransportError.invalidMessage(kind: Self.kind, reason: "\(tokenLogprobs.count) token log-probs for "
+                                                + "\(tokenIDs.count) tokens")
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //
 //   offset  size  field
 //        0     4  magic "PGPL" (0x50 0x47 0x50 0x4C)
-//        4     1  version (2)
+//        4     1  version (3)
 //        5     1  kind (MessageKind raw value)
 //        6     2  reserved, 0
 //        8     4  float count         F   (UInt32)
@@ -17,13 +17,14 @@
 // The floats start 4-byte aligned so they copy in bulk. Decoding checks everything before reading a
 // payload byte: a corrupt, truncated or foreign buffer is a `TransportError.corruptMessage`, never a
 // crash or an out-of-bounds read. Version 1 laid each kind's fields out by hand as Int64s, Int32s
-// and bytes; version 2 replaced that with the JSON header.
+// and bytes; version 2 replaced that with the JSON header; version 3 added beam search (job beams,
+// slice and token-update beam fields) and the result's token log-probs.
 
 public enum WireFormat {
     /// "PGPL" read as a little-endian UInt32.
     public static let magic: UInt32 = 0x4C50_4750
     /// Bumped whenever the layout or a kind's fields change; ranks of different versions refuse each other.
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
     /// Bytes before the payload.
     public static let frameSize = 32
 

@@ -25,6 +25,10 @@ public struct RunConfiguration: Sendable {
     public var microBatches: Int?
     public var maxNewTokens = 32
     public var sampling = SamplingParameters.greedy
+    /// Beam search with this many beams when above 1 (`sampling` is then unused).
+    public var beams = 1
+    /// Write each token's log-probability in the records (`token_logprobs`).
+    public var tokenLogprobs = false
     public var visionRanks: Int?
     public var stages: Int?
     public var stageLayers: String?

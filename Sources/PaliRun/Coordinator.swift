@@ -233,7 +233,7 @@ final class Coordinator {
         } catch {
             return .failure(entry, kind: RecordErrorKind.promptTooLong, message: "\(error)")
         }
-        var parameters = JobParameters(maxNewTokens: config.maxNewTokens, sampling: config.sampling)
+        var parameters = JobParameters(maxNewTokens: config.maxNewTokens, sampling: config.sampling, beams: config.beams)
         parameters.seed = JobParameters.seed(base: config.sampling.seed, id: entry.id)
         let ranks = layout.visionRanks(ofReplica: replica)
         let visionRank = ranks.min { visionLoad[$0, default: 0] < visionLoad[$1, default: 0] }!
@@ -268,7 +268,8 @@ final class Coordinator {
         counted = true
         let text = bundle.text(tokens)
         return OutputRecord(id: job.entry.id, image: job.entry.image, prompt: job.entry.prompt, status: .ok,
-                            text: text, tokens: tokens,
+                            text: text, tokens: tokens, logprob: result.logprob,
+                            tokenLogprobs: config.tokenLogprobs ? result.tokenLogprobs : nil,
                             taskFields: tasks.fields(text: text, imageWidth: measured.imageWidth,
                                                      imageHeight: measured.imageHeight),
                             timings: timings, extra: job.entry.extra)

@@ -10,6 +10,10 @@
 // the process. Messages between stages carry hidden states [Σ new tokens, width] and token ids only; a
 // step's header also names the sequences entering the pipeline (their sampling parameters and
 // measurements, for the sampler) and the ids whose caches can be dropped.
+//
+// Beam search: the beams of a job travel together, as one sequence of the step with one row per beam
+// (`SequenceSlice.parents`). Each stage keeps one cache per beam and, before applying its layers, moves or
+// copies them as the parents say, so every stage follows the beams the last stage chose.
 import Foundation
 import PaliGeneration
 import PaliModels
@@ -24,7 +28,8 @@ final class DecoderStage {
     let stages: Int
     /// Hidden size.
     let width: Int
-    private var caches: [Int64: KVCache] = [:]
+    /// Per sequence, the caches of its beams (one without beam search).
+    private var caches: [Int64: [KVCache]] = [:]
 
     // Counters for stats.json.
     private(set) var prefillTokens = 0
@@ -44,8 +49,8 @@ final class DecoderStage {
                                    weights: checkpoint)
     }
 
-    /// The cache of a sequence this stage has prefilled.
-    func cache(of id: Int64) -> KVCache? { caches[id] }
+    /// The cache of a sequence this stage has prefilled (of its first beam).
+    func cache(of id: Int64) -> KVCache? { caches[id]?.first }
 
     /// Forgets a finished sequence.
     func drop(_ id: Int64) { caches[id] = nil }
@@ -55,20 +60,32 @@ final class DecoderStage {
     func forward(_ sequences: [SequenceSlice], hidden: Tensor) throws {
         var sequenceSteps: [SequenceStep] = []
         for slice in sequences {
-            let cache: KVCache
+            var beams: [KVCache]
             if slice.position == 0 {
-                cache = decoder.makeCache(capacity: slice.newTokens + 32)
-                caches[slice.id] = cache
+                beams = [decoder.makeCache(capacity: slice.newTokens + 32)]
             } else {
                 guard let existing = caches[slice.id] else {
                     throw RunError.internalMessage("stage \(index): no KV cache for sequence \(slice.id) at position \(slice.position)")
                 }
-                cache = existing
+                beams = existing
             }
-            guard cache.length == slice.position else {
-                throw RunError.internalMessage("stage \(index): sequence \(slice.id) is at \(cache.length) tokens, the step says \(slice.position)")
+            if let parents = slice.parents {
+                guard slice.position > 0, parents.allSatisfy({ beams.indices.contains($0) }) else {
+                    throw RunError.internalMessage("stage \(index): sequence \(slice.id) has \(beams.count) beam(s), the step's "
+                                                   + "parents are \(parents)")
+                }
+                beams = beams.reordered(parents: parents)
+            } else if beams.count != 1 {
+                throw RunError.internalMessage("stage \(index): sequence \(slice.id) has \(beams.count) beams and a step without parents")
             }
-            sequenceSteps.append(SequenceStep(tokens: slice.newTokens, cache: cache, prefixLength: slice.prefixLength))
+            caches[slice.id] = beams
+            for cache in beams {
+                guard cache.length == slice.position else {
+                    throw RunError.internalMessage("stage \(index): sequence \(slice.id) is at \(cache.length) tokens, the step says \(slice.position)")
+                }
+                sequenceSteps.append(SequenceStep(tokens: slice.newTokens / beams.count, cache: cache,
+                                                  prefixLength: slice.prefixLength))
+            }
             if slice.position == 0 { prefillTokens += slice.newTokens } else { decodeTokens += slice.newTokens }
         }
         decoder.forward(hidden, steps: sequenceSteps)

@@ -7,9 +7,9 @@ import PaliGeneration
 import PaliPipeline
 
 extension JobParameters {
-    public init(maxNewTokens: Int, sampling: SamplingParameters) {
+    public init(maxNewTokens: Int, sampling: SamplingParameters, beams: Int = 1) {
         self.init(maxNewTokens: maxNewTokens, temperature: sampling.temperature, topK: sampling.topK,
-                  topP: sampling.topP, seed: sampling.seed)
+                  topP: sampling.topP, seed: sampling.seed, beams: beams)
     }
 
     public var sampling: SamplingParameters {

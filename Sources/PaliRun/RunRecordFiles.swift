@@ -10,7 +10,11 @@ enum RunRecordFiles {
 
     static func settings(_ config: RunConfiguration, bundle: ModelBundleSummary) -> [(String, JSONValue)] {
         let s = config.sampling
-        return [
+        // Written only when not the default, so an earlier run's run.json (without them) still matches.
+        var search: [(String, JSONValue)] = []
+        if config.beams > 1 { search.append(("beams", .int(config.beams))) }
+        if config.tokenLogprobs { search.append(("token_logprobs", .bool(true))) }
+        let sampling: [(String, JSONValue)] = [
             ("manifest", .string(config.manifestDescription)),
             ("image_root", config.manifestOptions.imageRoot.map { .string($0.path) } ?? .null),
             ("default_prompt", config.manifestOptions.defaultPrompt.map { .string($0) } ?? .null),
@@ -20,6 +24,8 @@ enum RunRecordFiles {
             ("top_k", s.topK.map { .int($0) } ?? .null),
             ("top_p", s.topP.map { .double(Double($0)) } ?? .null),
             ("seed", .number(String(s.seed))),
+        ]
+        let rest: [(String, JSONValue)] = [
             ("image_size", .int(bundle.imageSize)),
             ("max_pixels", .int(config.maxPixels)),
             ("shard_size", .int(config.shardSize)),
@@ -27,6 +33,7 @@ enum RunRecordFiles {
             ("mask_decoder", config.maskDecoder.map { .string($0.path) } ?? .null),
             ("command_line", .array(config.commandLine.map { .string($0) })),
         ]
+        return sampling + search + rest
     }
 
     /// Compares with an existing run.json (refusing a resume whose settings would change the records),

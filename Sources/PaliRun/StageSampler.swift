@@ -1,6 +1,8 @@
 // The last decoder stage's sampling: after the stage's layers, one logit row per sequence (its last new
 // token) through the final norm and tied head, the next token from each job's own Sampler, and each
-// finished job (EOS or its token budget) sent to the coordinator with its measurements.
+// finished job (EOS or its token budget) sent to the coordinator with its measurements and the
+// log-probability of each token. A beam-search job has one row per beam (all of the step's rows) and a
+// BeamSearch, which picks the next tokens and the beams they continue; stage 0 feeds them back.
 import Foundation
 import PaliGeneration
 import PaliModels
@@ -15,7 +17,10 @@ final class StageSampler {
 
     private struct Decoding {
         var sampler: Sampler
+        /// Set for a beam-search job.
+        var search: BeamSearch?
         var tokens: [Int32] = []
+        var tokenLogprobs: [Double] = []
         var parameters: JobParameters
         var measurements: JobMeasurements
         var started: Double
@@ -37,13 +42,20 @@ final class StageSampler {
     /// (whose scheduler drops them when it reads the updates).
     func sample(microBatch: Int64, step: Int64, sequences: [SequenceSlice], admitted: [AdmittedSequence],
                 hidden: Tensor) throws -> TokensMessage {
-        var lastRows: [Int] = []
+        // Logit rows: the last row of each sequence, every row (one per beam) of a beam-search step.
+        var logitRows: [Int] = []
+        var firstLogitRow: [Int] = []
         var row = 0
         for slice in sequences {
+            firstLogitRow.append(logitRows.count)
+            if slice.parents != nil {
+                logitRows += row..<(row + slice.newTokens)
+            } else {
+                logitRows.append(row + slice.newTokens - 1)
+            }
             row += slice.newTokens
-            lastRows.append(row - 1)
         }
-        let logits = stage.decoder.logits(hidden, rows: lastRows)
+        let logits = stage.decoder.logits(hidden, rows: logitRows)
         let v = vocabSize
         var updates: [TokenUpdate] = []
         let now = MonotonicClock.now()
@@ -52,23 +64,50 @@ final class StageSampler {
                 guard let new = admitted.first(where: { $0.id == slice.id }) else {
                     throw RunError.internalMessage("last stage: no parameters for new sequence \(slice.id)")
                 }
-                decoding[slice.id] = Decoding(sampler: Sampler(new.parameters.sampling), parameters: new.parameters,
-                                              measurements: new.measurements, started: now)
+                let search = new.parameters.beams > 1
+                    ? BeamSearch(beams: new.parameters.beams, maxNewTokens: new.parameters.maxNewTokens, stopIDs: stopIDs)
+                    : nil
+                decoding[slice.id] = Decoding(sampler: Sampler(new.parameters.sampling), search: search,
+                                              parameters: new.parameters, measurements: new.measurements, started: now)
             }
             guard var state = decoding[slice.id] else {
                 throw RunError.internalMessage("last stage: sequence \(slice.id) was never prefilled here")
             }
-            let token = state.sampler.next(logits.data + i * v, count: v)
-            state.tokens.append(Int32(token))
+            let rows = UnsafePointer(logits.data + firstLogitRow[i] * v)
             if slice.position == 0 { state.measurements.prefillSeconds = MonotonicClock.now() - state.started }
-            let done = stopIDs.contains(token) || state.tokens.count >= state.parameters.maxNewTokens
-            updates.append(TokenUpdate(id: slice.id, token: Int32(token), finished: done))
+            let done: Bool
+            if var search = state.search {
+                guard search.running.count == (slice.parents?.count ?? 1) else {
+                    throw RunError.internalMessage("last stage: sequence \(slice.id) runs \(search.running.count) beams, "
+                                                   + "the step has \(slice.parents?.count ?? 1)")
+                }
+                let parents = search.advance(vocabSize: v) { rows + $0 * v }
+                state.search = search
+                done = search.isDone
+                if done {
+                    let result = GenerationResult(search)
+                    state.tokens = result.tokens.map(Int32.init)
+                    state.tokenLogprobs = result.tokenLogprobs
+                    updates.append(TokenUpdate(id: slice.id, token: state.tokens.last ?? 0, finished: true))
+                } else {
+                    let next = search.runningTokens.map(Int32.init)
+                    updates.append(TokenUpdate(id: slice.id, token: next[0], finished: false, beamTokens: next, parents: parents))
+                }
+            } else {
+                let token = state.sampler.next(rows, count: v)
+                state.tokens.append(Int32(token))
+                state.tokenLogprobs.append(Double(rows[token]) - Softmax.logSumExp(rows, count: v))
+                done = stopIDs.contains(token) || state.tokens.count >= state.parameters.maxNewTokens
+                updates.append(TokenUpdate(id: slice.id, token: Int32(token), finished: done))
+            }
             if done {
                 decoding[slice.id] = nil
                 if !stage.isFirst { stage.drop(slice.id) }
                 finished += 1
                 state.measurements.decodeSeconds = MonotonicClock.now() - state.started
-                try transport.send(ResultMessage(jobID: slice.id, tokenIDs: state.tokens, measurements: state.measurements),
+                let logprob = state.search.flatMap { $0.best?.score } ?? state.tokenLogprobs.reduce(0, +)
+                try transport.send(ResultMessage(jobID: slice.id, tokenIDs: state.tokens, tokenLogprobs: state.tokenLogprobs,
+                                                 logprob: logprob, measurements: state.measurements),
                                    to: 0)
             } else {
                 decoding[slice.id] = state

@@ -4,7 +4,9 @@
 // the whole prompt of each waiting sequence that fits (prefill), i.e. continuous batching at
 // micro-batch granularity. With S stages and at least S slots, every stage has a micro-batch to work on.
 // The tokens of a step come back from the last stage (or from this rank's own sampler when S = 1);
-// finished sequences leave their slot.
+// finished sequences leave their slot. A beam-search job counts as its beams' rows in a micro-batch
+// (a job with more beams than `microBatchSize` still runs, alone in its slot): its prefill is one
+// sequence, then each step feeds one token per beam with the parents the last stage chose.
 import Foundation
 import PaliModels
 import PaliPipeline
@@ -26,6 +28,7 @@ final class StageScheduler: StageRole {
         var promptIDs: [Int]
         var features: Tensor?          // image rows until the prefill step
         var pendingToken: Int?         // next token to feed (nil before prefill)
+        var pendingBeams: (tokens: [Int], parents: [Int])?   // beam search: the next token of each beam
         var parameters: JobParameters
         var measurements: JobMeasurements
         var slot: Int
@@ -94,6 +97,9 @@ final class StageScheduler: StageRole {
 
     private var hasWaiting: Bool { waitingHead < waiting.count }
 
+    /// Rows a sequence takes in a decode step: its beams.
+    private static func rows(_ sequence: Live) -> Int { max(1, sequence.parameters.beams) }
+
     /// An idle slot that has something to do: live sequences to step, or room and sequences waiting.
     private func nextLaunchableSlot() -> Int? {
         for slot in 0..<microBatches where !inFlight[slot] {
@@ -106,8 +112,10 @@ final class StageScheduler: StageRole {
     private func launch(_ slot: Int) throws {
         let members: [Live] = slots[slot].map { live[$0]! }
         var admitted: [Live] = []
-        while members.count + admitted.count < microBatchSize, hasWaiting {
+        var rows = members.reduce(0) { $0 + Self.rows($1) }
+        while hasWaiting, rows == 0 || rows + Self.rows(waiting[waitingHead]) <= microBatchSize {
             var next = waiting[waitingHead]
+            rows += Self.rows(next)
             waiting[waitingHead].features = nil
             waitingHead += 1
             next.slot = slot
@@ -122,11 +130,19 @@ final class StageScheduler: StageRole {
         var slices: [SequenceSlice] = []
         var blocks: [Tensor] = []
         for m in members {
-            guard let token = m.pendingToken, let cache = stage.cache(of: m.id) else {
+            guard let cache = stage.cache(of: m.id) else {
+                throw RunError.internalMessage("sequence \(m.id) in micro-batch \(slot) has no cache")
+            }
+            if let beams = m.pendingBeams {
+                slices.append(SequenceSlice(id: m.id, position: cache.length, newTokens: beams.tokens.count,
+                                            prefixLength: m.promptIDs.count, parents: beams.parents))
+                blocks.append(decoder.embed(beams.tokens))
+            } else if let token = m.pendingToken {
+                slices.append(SequenceSlice(id: m.id, position: cache.length, newTokens: 1, prefixLength: m.promptIDs.count))
+                blocks.append(decoder.embed([token]))
+            } else {
                 throw RunError.internalMessage("sequence \(m.id) in micro-batch \(slot) has no token to feed")
             }
-            slices.append(SequenceSlice(id: m.id, position: cache.length, newTokens: 1, prefixLength: m.promptIDs.count))
-            blocks.append(decoder.embed([token]))
         }
         for var m in admitted {
             slices.append(SequenceSlice(id: m.id, position: 0, newTokens: m.promptIDs.count, prefixLength: m.promptIDs.count))
@@ -136,8 +152,7 @@ final class StageScheduler: StageRole {
             live[m.id] = m
         }
         slots[slot] = members.map(\.id) + admitted.map(\.id)
-        let rows = slices.reduce(0) { $0 + $1.newTokens }
-        let hidden = Tensor(zeros: [rows, d])
+        let hidden = Tensor(zeros: [slices.reduce(0) { $0 + $1.newTokens }, d])
         var row = 0
         for block in blocks {
             (hidden.data + row * d).update(from: block.data, count: block.count)
@@ -174,7 +189,14 @@ final class StageScheduler: StageRole {
                 stage.drop(update.id)
                 if stage.stages > 2 { release.append(update.id) }
             } else {
-                sequence.pendingToken = Int(update.token)
+                if let tokens = update.beamTokens, let parents = update.parents {
+                    guard tokens.count == parents.count, !tokens.isEmpty else {
+                        throw RunError.internalMessage("sequence \(update.id): \(tokens.count) beam tokens, \(parents.count) parents")
+                    }
+                    sequence.pendingBeams = (tokens.map(Int.init), parents)
+                } else {
+                    sequence.pendingToken = Int(update.token)
+                }
                 live[update.id] = sequence
             }
         }

@@ -1,6 +1,7 @@
 // `paligemma generate`: answers for one or several (image, prompt) pairs, run as one batch.
 import ArgumentParser
 import Foundation
+import PaliBatch
 import PaliGeneration
 import PaliJSON
 import PaliImage
@@ -13,8 +14,10 @@ struct GenerateCommand: ParsableCommand {
         discussion: """
             Pairs come from repeated --image/--prompt options (one prompt for all images is fine), or from
             --jobs FILE.jsonl with lines {"image": PATH, "prompt": TEXT} (paths relative to the file).
-            Prints one answer per line, or with --json one line {"text", "tokens"} per pair, tokens being the
-            generated ids up to and including <eos> when produced. When the answer holds <loc>/<seg> tokens
+            Prints one answer per line, or with --json one line {"logprob", "text", "tokens"} per pair, tokens
+            being the generated ids up to and including <eos> when produced, logprob the sum of their
+            log-probabilities under the model (with --beams, the beam's score: that sum / the number of tokens);
+            --token-logprobs adds "token_logprobs", one per token. When the answer holds <loc>/<seg> tokens
             (detect, segment), the JSON line also has "objects": [{"label", "box": [x0, y0, x1, y1], "mask"}] in
             pixels of the original image (masks as COCO RLE, decoded with --mask-decoder), and "problems" when
             part of the answer is malformed (docs/tasks.md).
@@ -26,13 +29,15 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Prompt prefix, e.g. \"caption en\"; repeat to pair with each --image.") var prompt: [String] = []
     @Option(help: "JSONL file of {\"image\", \"prompt\"} lines.") var jobs: String?
     @OptionGroup var sampling: SamplingOptions
-    @Flag(help: "Print one JSON line per pair: {\"text\", \"tokens\"} (+ \"objects\" for detect/segment).") var json = false
+    @Flag(help: "Print one JSON line per pair: {\"logprob\", \"text\", \"tokens\"} (+ \"objects\" for detect/segment).") var json = false
+    @Flag(help: "With --json, add each token's log-probability (\"token_logprobs\").") var tokenLogprobs = false
     @Option(help: "VQ-VAE mask decoder (.npz) for <seg> codes (default: MODEL/vae-oid.npz when it exists).")
     var maskDecoder: String?
 
     func validate() throws {
         if jobs == nil && image.isEmpty { throw ValidationError("give --image PATH (and --prompt TEXT), or --jobs FILE.jsonl") }
         if jobs != nil && !image.isEmpty { throw ValidationError("use either --image/--prompt or --jobs, not both") }
+        if tokenLogprobs && !json { throw ValidationError("--token-logprobs adds a field to the --json output: give --json too") }
         if let maskDecoder, !FileManager.default.fileExists(atPath: maskDecoder) {
             throw ValidationError("--mask-decoder \(maskDecoder): no such file")
         }
@@ -67,7 +72,7 @@ struct GenerateCommand: ParsableCommand {
             let ids = bundle.promptIDs(pair.prompt)
             try bundle.prompt.validate(promptLength: ids.count, maxNewTokens: sampling.maxTokens)
             return GenerationRequest(promptIDs: ids, pixelValues: try loader.pixels(pair.image),
-                                     maxNewTokens: sampling.maxTokens, sampling: sampling.parameters)
+                                     maxNewTokens: sampling.maxTokens, sampling: sampling.parameters, beams: sampling.beams)
         }
         gemm.logChoices(as: "paligemma generate")
         let generator = Generator(model: try bundle.loadModel(weights: model.weights, gemm: gemm.policy, progressLabel: "paligemma generate"), stopIDs: bundle.stopIDs)
@@ -76,7 +81,13 @@ struct GenerateCommand: ParsableCommand {
         for (pair, result) in zip(pairs, generator.generate(requests)) {
             let text = bundle.text(result.tokens)
             if json {
-                var fields: [(String, JSONValue)] = [("text", .string(text)), ("tokens", .array(result.tokens.map { .int($0) }))]
+                var fields: [(String, JSONValue)] = [("text", .string(text)), ("tokens", .array(result.tokens.map { .int($0) })),
+                                                     ("logprob", .double(result.logprob, decimals: OutputRecord.logprobDecimals))]
+                if tokenLogprobs {
+                    fields.append(("token_logprobs", .array(result.tokenLogprobs.map {
+                        .double($0, decimals: OutputRecord.logprobDecimals)
+                    })))
+                }
                 if text.contains("<loc") || text.contains("<seg") {
                     // Loaded on first use: only segmentation answers need it.
                     if loadedDecoder == nil, text.contains("<seg"), FileManager.default.fileExists(atPath: decoderURL.path) {

@@ -42,7 +42,9 @@ struct RunCommand: ParsableCommand {
     var shardSize = 1000
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var gemm: GEMMOptions
-    @Option(help: "Sequences per micro-batch.")
+    @Flag(help: "Add each generated token's log-probability to the records (\"token_logprobs\").")
+    var tokenLogprobs = false
+    @Option(help: "Sequences per micro-batch (a beam-search job counts as its beams).")
     var microBatchSize = 8
     @Option(help: "Micro-batches in flight per replica (default: the number of stages).")
     var microBatches: Int?
@@ -125,6 +127,8 @@ struct RunCommand: ParsableCommand {
         config.microBatches = microBatches
         config.maxNewTokens = sampling.maxTokens
         config.sampling = sampling.parameters
+        config.beams = sampling.beams
+        config.tokenLogprobs = tokenLogprobs
         config.visionRanks = visionRanks
         config.stages = stages
         config.stageLayers = stageLayers

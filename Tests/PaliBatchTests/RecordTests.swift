@@ -102,3 +102,25 @@ private func keys(_ line: String) throws -> [String] {
         #expect(OutputRecord(jsonLine: Substring(line)) == nil, "\(line)")
     }
 }
+
+/// `logprob` and `token_logprobs` follow `tokens` (before task fields), 7 decimals, and read back; a
+/// manifest field with one of their names goes under "extra".
+@Test func scoresFollowTokensAndReadBack() throws {
+    let record = OutputRecord(id: "s", image: "s.png", prompt: "caption en", status: .ok, text: "a b", tokens: [7, 1],
+                              logprob: -1.234567891, tokenLogprobs: [-1.2345, -0.000000111],
+                              taskFields: [("objects", .array([]))], extra: [("logprob", .string("manifest's"))])
+    let line = record.jsonLine
+    #expect(try keys(line) == ["id", "image", "prompt", "status", "text", "tokens", "logprob", "token_logprobs",
+                               "objects", "error", "timings", "extra"])
+    #expect(line.contains(#""tokens":[7,1],"logprob":-1.2345679,"token_logprobs":[-1.2345,-1e-07],"objects":[]"#), "\(line)")
+    let back = try #require(OutputRecord(jsonLine: Substring(line)))
+    #expect(back.logprob == -1.2345679)
+    #expect(back.tokenLogprobs == [-1.2345, -1e-07])
+    #expect(back.taskFields.map(\.0) == ["objects"])
+    #expect(back.extra.map(\.0) == ["logprob"])
+    #expect(back.jsonLine == line)
+    // Without scores (error records, records of earlier versions): neither key.
+    let plain = OutputRecord(id: "p", image: "p.png", prompt: "", status: .ok, text: "", tokens: [1])
+    #expect(try keys(plain.jsonLine) == ["id", "image", "prompt", "status", "text", "tokens", "error", "timings"])
+    #expect(OutputRecord(jsonLine: Substring(plain.jsonLine))?.logprob == nil)
+}

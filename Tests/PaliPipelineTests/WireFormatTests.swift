@@ -23,9 +23,18 @@ let typedSamples: [any PipelineMessage] = [
                                               measurements: JobMeasurements(imageWidth: 1, imageHeight: 2))],
                   released: [1, 2]),
     HiddenMessage(microBatch: 0, step: 5, width: 16, sequences: [], hidden: []),
+    HiddenMessage(microBatch: 1, step: 3, width: 1,
+                  sequences: [SequenceSlice(id: 7, position: 12, newTokens: 3, prefixLength: 9, parents: [0, 0, 2])],
+                  hidden: [1, 2, 3],
+                  admitted: [AdmittedSequence(id: 7, parameters: JobParameters(maxNewTokens: 9, temperature: 0, topK: nil,
+                                                                               topP: nil, seed: 1, beams: 3),
+                                              measurements: JobMeasurements())]),
     TokensMessage(microBatch: 1, step: 4, updates: [TokenUpdate(id: 5, token: 1, finished: true),
                                                     TokenUpdate(id: 6, token: 257_151, finished: false)]),
     TokensMessage(microBatch: 1, step: 4, updates: []),
+    TokensMessage(microBatch: 0, step: 2, updates: [TokenUpdate(id: 7, token: 5, finished: false, beamTokens: [5, 9, 5],
+                                                                parents: [1, 0, 0])]),
+    ResultMessage(jobID: 7, tokenIDs: [5, 1], tokenLogprobs: [-0.25, -1e-9], logprob: -0.125),
     ResultMessage(jobID: 9, tokenIDs: [100, 200, 1],
                   measurements: JobMeasurements(imageWidth: 3, imageHeight: 4, visionSeconds: 0.5, prefillSeconds: 1e-7,
                                                 decodeSeconds: 1.25)),
@@ -80,7 +89,7 @@ func everyKindRoundTrips(index: Int) throws {
     let message = Message(kind: .tokens, header: Array("{}".utf8), floats: [1.5, 2])
     let bytes = WireFormat.encode(message)
     #expect(Array(bytes[0..<4]) == Array("PGPL".utf8))
-    #expect(bytes[4] == WireFormat.version && WireFormat.version == 2)
+    #expect(bytes[4] == WireFormat.version && WireFormat.version == 3)
     #expect(bytes[5] == MessageKind.tokens.rawValue)
     #expect(bytes.count == 32 + 2 * 4 + 2)
     // Little-endian counts, the floats right after the frame, then the header.
@@ -186,6 +195,17 @@ private func invalidReason<M: PipelineMessage>(_ type: M.Type, _ message: Messag
     #expect(invalidReason(TokensMessage.self, tokens)?.contains("missing field step") == true)
     tokens.header = Array(#"{"microBatch":0,"step":0,"updates":[{"id":1,"token":2,"finished":2}]}"#.utf8)
     #expect(invalidReason(TokensMessage.self, tokens)?.contains("wrong type") == true)
+
+    // Beam parents that do not match the rows, or point outside the beams.
+    for parents in [[0, 0], [0, 0, 3], [-1, 0, 0]] {
+        let beams = HiddenMessage(microBatch: 0, step: 2, width: 1,
+                                  sequences: [SequenceSlice(id: 1, position: 5, newTokens: 3, prefixLength: 4, parents: parents)],
+                                  hidden: [1, 2, 3]).message
+        #expect(invalidReason(HiddenMessage.self, beams)?.contains("beam parents") == true, "\(parents)")
+    }
+    // Token log-probs for another number of tokens.
+    let scores = ResultMessage(jobID: 1, tokenIDs: [4, 5], tokenLogprobs: [-1], logprob: -1).message
+    #expect(invalidReason(ResultMessage.self, scores)?.contains("log-probs") == true)
 
     // Floats on a kind without a payload.
     var job = JobMessage(jobID: 1, imagePath: "a.jpg", promptIDs: [], parameters: greedyParameters).message

@@ -66,6 +66,19 @@ func rmsNormMatchesReference(shape: (Int, Int)) {
     #expect(x[3] == 0)
 }
 
+/// A vocabulary-sized row (Gemma's 257,152), odd sizes (the scalar tail) and a row of equal values.
+@Test(arguments: [1, 7, 300, 257_152])
+func logSumExpMatchesReference(count: Int) {
+    var rng = SeededRandom(seed: UInt64(count))
+    let x = randomFloats(count, &rng, scale: 30)
+    let fast = x.withUnsafeBufferPointer { Softmax.logSumExp($0.baseAddress!, count: count) }
+    let ref = Reference.logSumExp(x.map(Double.init))
+    #expect(abs(fast - ref) <= 1e-6 * max(1, abs(ref)), "\(count): \(fast) vs \(ref)")
+    let flat = [Float](repeating: -2.5, count: count)
+    let flatSum = flat.withUnsafeBufferPointer { Softmax.logSumExp($0.baseAddress!, count: count) }
+    #expect(abs(flatSum - (-2.5 + log(Double(count)))) < 1e-6)
+}
+
 @Test(arguments: [8, 16, 256])
 func ropeMatchesReference(headDim: Int) {
     var rng = SeededRandom(seed: UInt64(headDim))

@@ -1,4 +1,5 @@
-// Softmax over rows, in float32. Shapes: x [R, N].
+// Softmax over rows, in float32. Shapes: x [R, N]. And log Σ exp of one row (the normaliser of a
+// log-softmax: log p(i) = x[i] − logSumExp(x)), for the token scores of generation.
 import Foundation
 
 public enum Softmax {
@@ -13,9 +14,40 @@ public enum Softmax {
             for i in 0..<n { row[i] *= inv }
         }
     }
+
+    /// log Σ_i exp(x[i]) over n entries, without changing x: the maximum subtracted first, exp in
+    /// 8-lane float32, partial sums of 256 entries added in Double (a float32 running sum over a
+    /// 257k-entry vocabulary would drift by more than 1e-5 relative).
+    public static func logSumExp(_ x: UnsafePointer<Float>, count n: Int) -> Double {
+        precondition(n > 0, "logSumExp of an empty row")
+        var m = -Float.infinity
+        for i in 0..<n { m = max(m, x[i]) }
+        if m == -.infinity || m == .infinity || m.isNaN { return Double(m) }
+        let raw = UnsafeRawPointer(x)
+        let mv = VectorMath.V(repeating: m)
+        var total = 0.0
+        var i = 0
+        while i + 8 <= n {
+            var acc = VectorMath.V(repeating: 0)
+            let end = min(n, i + 256)
+            while i + 8 <= end {
+                acc += VectorMath.exp(raw.loadUnaligned(fromByteOffset: i * 4, as: VectorMath.V.self) - mv)
+                i += 8
+            }
+            total += Double(acc.sum())
+        }
+        while i < n { total += Double(expf(x[i] - m)); i += 1 }
+        return Double(m) + Foundation.log(total)
+    }
 }
 
 extension Reference {
+    /// log Σ exp(x), in Double.
+    public static func logSumExp(_ x: [Double]) -> Double {
+        let m = x.max()!
+        return m + log(x.reduce(0) { $0 + exp($1 - m) })
+    }
+
     public static func softmax(_ x: [Double]) -> [Double] {
         let m = x.max() ?? 0
         if m == -.infinity { return x.map { _ in 0 } }
