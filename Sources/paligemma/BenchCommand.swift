@@ -146,16 +146,17 @@ struct BenchCommand: ParsableCommand {
     func gemmChoices() -> [[String: Any]] {
         guard case .auto(let invariant) = gemm.policy else { return [] }   // one kernel named: nothing chosen
         var rows: [[String: Any]] = []
-        for e in GEMMChoice.shared.askedEntries {
-            let choice = e.choice(batchInvariant: invariant)
+        for (e, rowLookups) in GEMMChoice.shared.askedEntries {
+            let choice = e.choice(batchInvariant: invariant, oursOnly: rowLookups)
             var rates: [String: [String: Double]] = [:]
             var line = "[\(e.n), \(e.k)] \(e.precision):"
             for (kernel, perM) in e.gflops.sorted(by: { $0.key.rawValue > $1.key.rawValue }) {
                 rates[kernel.description] = Dictionary(uniqueKeysWithValues: perM.map { (String($0.key), round1($0.value)) })
                 line += " \(kernel) " + GEMMChoice.buckets.map { m in perM[m].map { String(format: "%.1f", $0) } ?? "–" }.joined(separator: "/")
             }
-            benchLogger.info(.init(stringLiteral: line + " GFLOP/s at M = " + GEMMChoice.buckets.map(String.init).joined(separator: "/") + " → \(choice)"))
-            rows.append(["n": e.n, "k": e.k, "precision": e.precision.rawValue, "gflops": rates, "choice": choice.description])
+            benchLogger.info(.init(stringLiteral: line + " GFLOP/s at M = " + GEMMChoice.buckets.map(String.init).joined(separator: "/") + " → \(choice)" + (rowLookups ? " (rows looked up: ours only)" : "")))
+            rows.append(["n": e.n, "k": e.k, "precision": e.precision.rawValue, "gflops": rates, "choice": choice.description,
+                         "row_lookups": rowLookups])
         }
         return rows
     }

@@ -36,7 +36,7 @@ public enum GEMMPolicy: Sendable, Equatable, CustomStringConvertible {
         case .fixed(let kernel):
             return kernel.supports(precision) && (kernel.isOurs || !rowLookups) ? kernel : .best
         case .auto(let invariant):
-            return GEMMChoice.shared.entry(n: n, k: k, precision: precision)
+            return GEMMChoice.shared.entry(n: n, k: k, precision: precision, rowLookups: rowLookups)
                 .choice(batchInvariant: invariant, oursOnly: rowLookups)
         }
     }
@@ -143,10 +143,12 @@ public final class GEMMChoice: @unchecked Sendable {
     static func key(_ n: Int, _ k: Int, _ p: WeightPrecision) -> String { "\(n)x\(k):\(p)" }
 
     /// The rates for a weight shape: cached, or measured now (`remeasure`: measured now in any case).
-    public func entry(n: Int, k: Int, precision: WeightPrecision, remeasure: Bool = false) -> Entry {
+    /// `rowLookups`: the shape is asked for a matrix whose rows are also looked up (only our kernels serve it).
+    public func entry(n: Int, k: Int, precision: WeightPrecision, remeasure: Bool = false, rowLookups: Bool = false) -> Entry {
         lock.lock()
         defer { lock.unlock() }
         let key = Self.key(n, k, precision)
+        if rowLookups { lookups.insert(key) }
         let remeasure = remeasure || (_remeasureAll && !remeasured.contains(key))
         if !asked.contains(key) { asked.append(key) }
         if !loaded { loaded = true; entries = readCache() ?? [:] }
@@ -167,12 +169,13 @@ public final class GEMMChoice: @unchecked Sendable {
         }
     }
 
-    /// Every shape asked for so far, with its rates, in the order asked.
-    public var askedEntries: [Entry] {
+    /// Every shape asked for so far, with its rates and whether its rows are looked up, in the order asked.
+    public var askedEntries: [(entry: Entry, rowLookups: Bool)] {
         lock.lock()
         defer { lock.unlock() }
-        return asked.compactMap { entries[$0] }
+        return asked.compactMap { key in entries[key].map { ($0, lookups.contains(key)) } }
     }
+    private var lookups: Set<String> = []
 
     // MARK: Measuring
 
