@@ -160,7 +160,10 @@ public final class GEMMChoice: @unchecked Sendable {
                 if let e = entries[key] { return e }
             }
             Self.log("measuring GEMM kernels for weights [\(n), \(k)] \(precision) (once for this CPU; cached in \(cacheFile?.path ?? "memory only"))")
+            let start = DispatchTime.now().uptimeNanoseconds
             let e = Self.measure(n: n, k: k, precision: precision)
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            Self.log("GEMM kernels for [\(n), \(k)] \(precision) timed in \(String(format: "%.1f", seconds)) s: \(e.choice(batchInvariant: false, oursOnly: rowLookups)) fastest\(rowLookups ? " of ours" : "")")
             measured += 1
             entries[key] = e
             remeasured.insert(key)
