@@ -26,6 +26,13 @@
 #define KC_MAX 256
 #endif
 enum { MC_MAX = 384 };
+// Rows of the B micro-panel (k steps) to prefetch ahead of the one being multiplied: 2 KB for the
+// AVX-512 kernel, 1 KB for the AVX2 one (which prefetches only for its few-row variants). Measured on the Emerald Rapids-class Xeon (2 threads, Gemma o 2048 × 2048): none /
+// 8 / 16 / 32 ahead gave 71 / 84 / 94 / 96 GFLOP/s at M = 8 and 189 / 218 / 224 / 217 at M = 64; the
+// hardware prefetcher alone restarts on every 32 KB panel block.
+#ifndef B_PREFETCH
+#define B_PREFETCH 16
+#endif
 enum { F_ACCUM = 1, F_BIAS = 2 };
 
 typedef void (*kern_fn)(int kc, const float *a, const void *b, float *c, int ldc, int ncols, int flags,
@@ -130,11 +137,15 @@ avx2_body(const int R, const int BF, int kc, const float *a, const void *b, floa
         __m256 b0, b1;
         if (BF) {  // 16 BF16 values: zero-extend to 32 bits and shift into the high half (exact)
             const uint16_t *bh = (const uint16_t *)b + AVX2_NR * p;
+            if (R < AVX2_MR) _mm_prefetch((const char *)(bh + AVX2_NR * B_PREFETCH), _MM_HINT_T0);
             b0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)bh)), 16));
             b1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(bh + 8))), 16));
         } else {
-            b0 = _mm256_loadu_ps((const float *)b + AVX2_NR * p);
-            b1 = _mm256_loadu_ps((const float *)b + AVX2_NR * p + 8);
+            const float *bp = (const float *)b + AVX2_NR * p;
+            // Few rows only: with all 6 the extra instruction cost more than it saved (M = 256: 78 → 64 GFLOP/s).
+            if (R < AVX2_MR) _mm_prefetch((const char *)(bp + AVX2_NR * B_PREFETCH), _MM_HINT_T0);
+            b0 = _mm256_loadu_ps(bp);
+            b1 = _mm256_loadu_ps(bp + 8);
         }
         for (int i = 0; i < R; i++) {
             __m256 av = _mm256_broadcast_ss(a + AVX2_MR * p + i);
@@ -185,11 +196,15 @@ avx512_body(const int R, const int BF, int kc, const float *a, const void *b, fl
         __m512 b0, b1;
         if (BF) {  // 32 BF16 values: zero-extend to 32 bits and shift into the high half (exact)
             const uint16_t *bh = (const uint16_t *)b + AVX512_NR * p;
+            _mm_prefetch((const char *)(bh + AVX512_NR * B_PREFETCH), _MM_HINT_T0);
             b0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)bh)), 16));
             b1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(bh + 16))), 16));
         } else {
-            b0 = _mm512_loadu_ps((const float *)b + AVX512_NR * p);
-            b1 = _mm512_loadu_ps((const float *)b + AVX512_NR * p + 16);
+            const float *bp = (const float *)b + AVX512_NR * p;
+            _mm_prefetch((const char *)(bp + AVX512_NR * B_PREFETCH), _MM_HINT_T0);
+            _mm_prefetch((const char *)(bp + AVX512_NR * B_PREFETCH + 16), _MM_HINT_T0);
+            b0 = _mm512_loadu_ps(bp);
+            b1 = _mm512_loadu_ps(bp + 16);
         }
         for (int i = 0; i < R; i++) {
             __m512 av = _mm512_set1_ps(a[AVX512_MR * p + i]);

@@ -61,7 +61,7 @@ public final class GEMMChoice: @unchecked Sendable {
     /// The rows (M) each candidate is timed at.
     public static let buckets = [1, 8, 64, 256]
     /// Bump when a kernel changes enough that old measurements mislead.
-    static let kernelsVersion = 2
+    static let kernelsVersion = 3
     static let format = 1
 
     /// Rates measured for one weight shape.
