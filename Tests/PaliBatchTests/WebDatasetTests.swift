@@ -161,3 +161,34 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
     #expect(lines.count == 2 && lines[0].contains(#""prompt":"p0","prompt_index":0,"status""#))
     #expect(try ResumeState.scan(out, named: true).records == 5)
 }
+
+@Test func jsonlPromptsGiveOneRecordPerPromptAndTheDefaultsFillTheRest() throws {
+    let dir = try TempDir()
+    defer { dir.remove() }
+    let manifest = try dir.write("jobs.jsonl", """
+        {"id": "a", "image": "a.jpg", "prompts": ["caption en", "ocr"], "k": 1}
+        {"id": "b", "image": "b.jpg", "prompt": "detect cat"}
+        {"id": "c", "image": "c.jpg"}
+        """)
+    let options = ManifestOptions(defaultPrompts: ["p0", "p1", "p2"])
+    let reader = try ManifestReader(.file(manifest, .jsonl), options: options)
+    var found: [ManifestEntry] = []
+    while let entry = try reader.next() { found.append(entry) }
+    #expect(found.map(\.prompts) == [["caption en", "ocr"], ["detect cat"], ["p0", "p1", "p2"]])
+    #expect(found[0].extra.map(\.0) == ["k"], "\"prompts\" is not carried as an extra field")
+    #expect(found[0].key(1) == RecordKey.make(id: "a", promptIndex: 1) && found[1].key(0) == "b")
+    #expect(try ManifestReader.validate(.file(manifest, .jsonl), options: options) == 6)
+    // A record of one of several prompts carries prompt_index; one of a single prompt does not.
+    let failed = OutputRecord.failure(found[0], kind: RecordErrorKind.missingImage, message: "m", promptIndex: 1)
+    #expect(failed.prompt == "ocr" && failed.promptIndex == 1 && failed.key == found[0].key(1))
+    #expect(OutputRecord.failure(found[1], kind: RecordErrorKind.missingImage, message: "m").jsonLine.contains("prompt_index") == false)
+    #expect(OutputRecord(jsonLine: Substring(failed.jsonLine))?.promptIndex == 1)
+
+    for bad in [#"{"id": "x", "image": "x.jpg", "prompt": "p", "prompts": ["q"]}"#,
+                #"{"id": "x", "image": "x.jpg", "prompts": []}"#,
+                #"{"id": "x", "image": "x.jpg", "prompts": ["p", 3]}"#,
+                #"{"id": "x", "image": "x.jpg", "prompts": "p"}"#] {
+        let file = try dir.write("bad.jsonl", bad)
+        #expect(throws: ManifestError.self, "\(bad)") { _ = try ManifestReader.validate(.file(file, .jsonl), options: options) }
+    }
+}
