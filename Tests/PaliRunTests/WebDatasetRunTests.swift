@@ -175,13 +175,12 @@ struct WebDatasetRunTests {
 
     /// A bigger dataset with the prompt from each sample's json member; killed once an output shard is
     /// published, then rerun: each sample exactly once, the published shards untouched.
-    @Test(arguments: [1, 3])
-    func sigkillThenRerunGivesEachSampleOnce(np: Int) throws {
-        try #require(np == 1 || RunJobTests.hasMPI, "mpirun is not installed")
-        let ds = try Dataset()
-        defer { ds.remove() }
+    static let shardCount = 5, perShard = 30
+
+    /// `shardCount` shards of `perShard` good samples (00003 gzip), listed in shards.txt; the arguments
+    /// of a run with each sample's prompt from its json member.
+    private static func bigger(_ ds: Dataset) throws -> [String] {
         let images = ["jpeg_420_baseline.jpg", "png_rgb8_56.png", "jpeg_422_progressive.jpg", "png_gray8.png"]
-        let shardCount = 5, perShard = 30
         for s in 0..<shardCount {
             var members: [(String, Data)] = []
             for k in 0..<perShard {
@@ -196,8 +195,36 @@ struct WebDatasetRunTests {
         let list = ds.root.appendingPathComponent("shards.txt")
         try Data((0..<shardCount).map { String(format: "data/%05d.tar%@", $0, $0 == 3 ? ".gz" : "") }.joined(separator: "\n").utf8)
             .write(to: list)
-        let arguments = ["--model", model("pg1-mqa").path, "--shards", list.path, "--prompt-field", "q",
-                         "--output-dir", ds.output.path, "--max-tokens", "6", "--threads", "1"]
+        return ["--model", model("pg1-mqa").path, "--shards", list.path, "--prompt-field", "q",
+                "--output-dir", ds.output.path, "--max-tokens", "6", "--threads", "1"]
+    }
+
+    /// Checks that the output shards of `bigger` hold each sample exactly once, in the shard named after
+    /// its input, with its prompt from the json member.
+    private static func checkEachSampleOnce(_ ds: Dataset) throws {
+        let all = try ds.shards()
+        var ids: [String] = []
+        for (name, records) in all {
+            for record in records {
+                let id = record["id"] as! String
+                ids.append(id)
+                #expect(id.hasPrefix(name.prefix(5) + "/"), "\(id) in \(name)")
+                #expect(record["status"] as? String == "ok", "\(record)")
+                #expect(record["prompt_index"] == nil, "one prompt per sample: no prompt_index")
+                let n = (record["source"] as? [String: Any])?["n"] as? Int
+                #expect(n.map { record["prompt"] as? String == ($0 % perShard % 2 == 0 ? "caption en" : "detect circle") } == true)
+            }
+        }
+        #expect(ids.count == shardCount * perShard && Set(ids).count == ids.count, "each sample exactly once")
+    }
+
+    @Test(arguments: [1, 3])
+    func sigkillThenRerunGivesEachSampleOnce(np: Int) throws {
+        try #require(np == 1 || RunJobTests.hasMPI, "mpirun is not installed")
+        let ds = try Dataset()
+        defer { ds.remove() }
+        let shardCount = Self.shardCount, perShard = Self.perShard
+        let arguments = try Self.bigger(ds)
         let first = try Job(np: np, arguments: arguments)
         let deadline = Date().addingTimeInterval(120)
         func published() -> [String] {
@@ -217,19 +244,38 @@ struct WebDatasetRunTests {
         let all = try ds.shards()
         #expect(Set(all.keys) == Set((0..<shardCount).map { String(format: "%05d.jsonl", $0) }), "\(all.keys.sorted())")
         for (name, records) in kept { #expect(all[name]?.count == records.count, "\(name) untouched") }
-        var ids: [String] = []
-        for (name, records) in all {
-            for record in records {
-                let id = record["id"] as! String
-                ids.append(id)
-                #expect(id.hasPrefix(name.prefix(5) + "/"))
-                #expect(record["status"] as? String == "ok", "\(record)")
-                #expect(record["prompt_index"] == nil, "one prompt per sample: no prompt_index")
-                let n = (record["source"] as? [String: Any])?["n"] as? Int
-                #expect(n.map { record["prompt"] as? String == ($0 % perShard % 2 == 0 ? "caption en" : "detect circle") } == true)
-            }
-        }
-        #expect(ids.count == shardCount * perShard && Set(ids).count == ids.count, "each sample exactly once")
+        try Self.checkEachSampleOnce(ds)
         #expect(second.output.contains("resuming: \(keptCount) records"))
+    }
+
+    /// SIGTERM at np 1 once an output shard is out: the half-done input shards are published as parts,
+    /// the rerun adds the rest, and each sample is in exactly one file of its input shard.
+    @Test func sigtermPublishesPartsAndTheRerunCompletesThem() throws {
+        let ds = try Dataset()
+        defer { ds.remove() }
+        let arguments = try Self.bigger(ds)
+        let first = try Job(np: 1, arguments: arguments)
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, first.process.isRunning, (try? ds.shards())?.isEmpty ?? true { Thread.sleep(forTimeInterval: 0.01) }
+        Thread.sleep(forTimeInterval: 0.05)
+        try #require(first.process.isRunning, "the first run ended before the signal; use more samples")
+        _ = kill(first.process.processIdentifier, SIGTERM)
+        let stopped = first.wait(timeout: 30)
+        #expect(stopped.status == 143, "exit \(stopped.status)\n\(stopped.output)")
+        #expect(try ds.stats()["outcome"] as? String == "interrupted")
+        let kept = try ds.shards()
+        let names = kept.keys.sorted()
+        #expect(names.allSatisfy { $0.range(of: #"^\d{5}(\.part-\d{5})?\.jsonl$"#, options: .regularExpression) != nil }, "\(names)")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: ds.output.path).filter { $0.hasSuffix(".tmp") }
+        #expect(leftovers.isEmpty, "every half-done shard was published: \(leftovers)")
+
+        let second = try Job(np: 1, arguments: arguments).wait(timeout: 180)
+        #expect(second.status == 0, "rerun: \(second.output)")
+        let all = try ds.shards()
+        for (name, records) in kept { #expect(all[name]?.count == records.count, "\(name) untouched") }
+        for name in names where name.contains(".part-") {
+            #expect(all[String(name.prefix(5)) + ".jsonl"] != nil, "the rest of \(name.prefix(5)) is published whole-named")
+        }
+        try Self.checkEachSampleOnce(ds)
     }
 }
