@@ -109,77 +109,15 @@ private struct Dataset {
     }
 }
 
-@Suite(.serialized)
-struct WebDatasetRunTests {
+/// The prompts and the bigger dataset of the tests below.
+private enum WDS {
     static let prompts = ["caption en", "detect red circle ; blue square", "answer en what is it?"]
 
-    /// np 1 with a list file of the shards; np 3 under mpirun with a brace pattern.
-    @Test(arguments: [1, 3])
-    func everySampleOncePerPromptInShardsNamedAfterTheInputs(np: Int) throws {
-        try #require(np == 1 || RunJobTests.hasMPI, "mpirun is not installed")
-        let ds = try Dataset.small()
-        defer { ds.remove() }
-        let pattern: String
-        if np == 1 {
-            let list = ds.root.appendingPathComponent("shards.txt")
-            try Data("data/00000.tar\ndata/00001.tar.gz\ndata/00002.tar\n".utf8).write(to: list)
-            pattern = list.path
-        } else {
-            pattern = ds.data.path + "/{00000.tar,00001.tar.gz,00002.tar}"
-        }
-        let maxTokens = 8
-        let outcome = try Job(np: np, arguments: ["--model", model("pg1-mqa").path, "--shards", pattern,
-                                                  "--output-dir", ds.output.path, "--max-tokens", "\(maxTokens)",
-                                                  "--vision-batch", "2"] + Self.prompts.flatMap { ["--prompt", $0] })
-            .wait(timeout: 180)
-        #expect(outcome.status == 0, "np \(np): exit \(outcome.status)\n\(outcome.output)")
-        let shards = try ds.shards()
-        #expect(Set(shards.keys) == ["00000.jsonl", "00001.jsonl", "00002.jsonl"], "\(shards.keys.sorted())")
-        var seen: [String: Int] = [:]
-        for (name, records) in shards {
-            for record in records {
-                let id = record["id"] as! String
-                #expect(id.hasPrefix(name.dropLast(".jsonl".count) + "/"), "\(id) in \(name)")
-                let index = try #require(record["prompt_index"] as? Int, "\(id): prompt_index")
-                #expect(record["prompt"] as? String == Self.prompts[index])
-                seen["\(id)#\(index)", default: 0] += 1
-                let source = record["source"] as? [String: Any]
-                #expect(source?["n"] as? Int == ds.numbers[id], "\(id): source carried")
-                #expect(source?["lang"] as? String == (ds.numbers[id] == nil ? nil : "en"))
-                if let kind = ds.bad[id] {
-                    #expect(record["status"] as? String == "error", "\(id)")
-                    #expect((record["error"] as? [String: Any])?["kind"] as? String == kind, "\(id): \(record)")
-                } else {
-                    #expect(record["status"] as? String == "ok", "\(id): \(record)")
-                }
-            }
-        }
-        let samples = Set(ds.good.keys).union(ds.bad.keys)
-        let expected = Set(samples.flatMap { id in Self.prompts.indices.map { "\(id)#\($0)" } })
-        #expect(Set(seen.keys) == expected && seen.values.allSatisfy { $0 == 1 }, "each (sample, prompt) exactly once")
-
-        // The tokens of each (image, prompt) generated alone.
-        let jobs = ds.good.flatMap { id, image in
-            Self.prompts.indices.map { ["id": "\(id)#\($0)", "image": "images/sources/\(image)", "prompt": Self.prompts[$0]] as [String: Any] }
-        }
-        let alone = try expectedTokens(model: model("pg1-mqa"), jobs: jobs, root: fixtures, maxTokens: maxTokens)
-        for record in shards.values.joined() where record["status"] as? String == "ok" {
-            let key = "\(record["id"] as! String)#\(record["prompt_index"] as! Int)"
-            #expect(record["tokens"] as? [Int] == alone[key], "\(key): the tokens of generating it alone")
-        }
-        // One vision pass per image that decodes, not one per prompt.
-        let stats = try ds.stats()
-        #expect(stats["vision_images"] as? Int == ds.good.count, "vision passes: \(stats["vision_images"] ?? "none")")
-        #expect((stats["records"] as? [String: Any])?["ok"] as? Int == ds.good.count * Self.prompts.count)
-    }
-
-    /// A bigger dataset with the prompt from each sample's json member; killed once an output shard is
-    /// published, then rerun: each sample exactly once, the published shards untouched.
     static let shardCount = 5, perShard = 30
 
     /// `shardCount` shards of `perShard` good samples (00003 gzip), listed in shards.txt; the arguments
     /// of a run with each sample's prompt from its json member.
-    private static func bigger(_ ds: Dataset) throws -> [String] {
+    static func bigger(_ ds: Dataset) throws -> [String] {
         let images = ["jpeg_420_baseline.jpg", "png_rgb8_56.png", "jpeg_422_progressive.jpg", "png_gray8.png"]
         for s in 0..<shardCount {
             var members: [(String, Data)] = []
@@ -201,7 +139,7 @@ struct WebDatasetRunTests {
 
     /// Checks that the output shards of `bigger` hold each sample exactly once, in the shard named after
     /// its input, with its prompt from the json member.
-    private static func checkEachSampleOnce(_ ds: Dataset) throws {
+    static func checkEachSampleOnce(_ ds: Dataset) throws {
         let all = try ds.shards()
         var ids: [String] = []
         for (name, records) in all {
@@ -218,13 +156,80 @@ struct WebDatasetRunTests {
         #expect(ids.count == shardCount * perShard && Set(ids).count == ids.count, "each sample exactly once")
     }
 
+}
+
+// In RunJobTests' serialized suite: these mpirun jobs run one at a time with the other run tests, not
+// beside them (the machine's load stays what it was).
+extension RunJobTests {
+    /// np 1 with a list file of the shards; np 3 under mpirun with a brace pattern.
+    @Test(arguments: [1, 3])
+    func everySampleOncePerPromptInShardsNamedAfterTheInputs(np: Int) throws {
+        try #require(np == 1 || Self.hasMPI, "mpirun is not installed")
+        let ds = try Dataset.small()
+        defer { ds.remove() }
+        let pattern: String
+        if np == 1 {
+            let list = ds.root.appendingPathComponent("shards.txt")
+            try Data("data/00000.tar\ndata/00001.tar.gz\ndata/00002.tar\n".utf8).write(to: list)
+            pattern = list.path
+        } else {
+            pattern = ds.data.path + "/{00000.tar,00001.tar.gz,00002.tar}"
+        }
+        let maxTokens = 8
+        let outcome = try Job(np: np, arguments: ["--model", model("pg1-mqa").path, "--shards", pattern,
+                                                  "--output-dir", ds.output.path, "--max-tokens", "\(maxTokens)",
+                                                  "--vision-batch", "2"] + WDS.prompts.flatMap { ["--prompt", $0] })
+            .wait(timeout: 180)
+        #expect(outcome.status == 0, "np \(np): exit \(outcome.status)\n\(outcome.output)")
+        let shards = try ds.shards()
+        #expect(Set(shards.keys) == ["00000.jsonl", "00001.jsonl", "00002.jsonl"], "\(shards.keys.sorted())")
+        var seen: [String: Int] = [:]
+        for (name, records) in shards {
+            for record in records {
+                let id = record["id"] as! String
+                #expect(id.hasPrefix(name.dropLast(".jsonl".count) + "/"), "\(id) in \(name)")
+                let index = try #require(record["prompt_index"] as? Int, "\(id): prompt_index")
+                #expect(record["prompt"] as? String == WDS.prompts[index])
+                seen["\(id)#\(index)", default: 0] += 1
+                let source = record["source"] as? [String: Any]
+                #expect(source?["n"] as? Int == ds.numbers[id], "\(id): source carried")
+                #expect(source?["lang"] as? String == (ds.numbers[id] == nil ? nil : "en"))
+                if let kind = ds.bad[id] {
+                    #expect(record["status"] as? String == "error", "\(id)")
+                    #expect((record["error"] as? [String: Any])?["kind"] as? String == kind, "\(id): \(record)")
+                } else {
+                    #expect(record["status"] as? String == "ok", "\(id): \(record)")
+                }
+            }
+        }
+        let samples = Set(ds.good.keys).union(ds.bad.keys)
+        let expected = Set(samples.flatMap { id in WDS.prompts.indices.map { "\(id)#\($0)" } })
+        #expect(Set(seen.keys) == expected && seen.values.allSatisfy { $0 == 1 }, "each (sample, prompt) exactly once")
+
+        // The tokens of each (image, prompt) generated alone.
+        let jobs = ds.good.flatMap { id, image in
+            WDS.prompts.indices.map { ["id": "\(id)#\($0)", "image": "images/sources/\(image)", "prompt": WDS.prompts[$0]] as [String: Any] }
+        }
+        let alone = try expectedTokens(model: model("pg1-mqa"), jobs: jobs, root: fixtures, maxTokens: maxTokens)
+        for record in shards.values.joined() where record["status"] as? String == "ok" {
+            let key = "\(record["id"] as! String)#\(record["prompt_index"] as! Int)"
+            #expect(record["tokens"] as? [Int] == alone[key], "\(key): the tokens of generating it alone")
+        }
+        // One vision pass per image that decodes, not one per prompt.
+        let stats = try ds.stats()
+        #expect(stats["vision_images"] as? Int == ds.good.count, "vision passes: \(stats["vision_images"] ?? "none")")
+        #expect((stats["records"] as? [String: Any])?["ok"] as? Int == ds.good.count * WDS.prompts.count)
+    }
+
+    /// A bigger dataset with the prompt from each sample's json member; killed once an output shard is
+    /// published, then rerun: each sample exactly once, the published shards untouched.
     @Test(arguments: [1, 3])
     func sigkillThenRerunGivesEachSampleOnce(np: Int) throws {
-        try #require(np == 1 || RunJobTests.hasMPI, "mpirun is not installed")
+        try #require(np == 1 || Self.hasMPI, "mpirun is not installed")
         let ds = try Dataset()
         defer { ds.remove() }
-        let shardCount = Self.shardCount, perShard = Self.perShard
-        let arguments = try Self.bigger(ds)
+        let shardCount = WDS.shardCount, perShard = WDS.perShard
+        let arguments = try WDS.bigger(ds)
         let first = try Job(np: np, arguments: arguments)
         let deadline = Date().addingTimeInterval(120)
         func published() -> [String] {
@@ -244,7 +249,7 @@ struct WebDatasetRunTests {
         let all = try ds.shards()
         #expect(Set(all.keys) == Set((0..<shardCount).map { String(format: "%05d.jsonl", $0) }), "\(all.keys.sorted())")
         for (name, records) in kept { #expect(all[name]?.count == records.count, "\(name) untouched") }
-        try Self.checkEachSampleOnce(ds)
+        try WDS.checkEachSampleOnce(ds)
         #expect(second.output.contains("resuming: \(keptCount) records"))
     }
 
@@ -253,7 +258,7 @@ struct WebDatasetRunTests {
     @Test func sigtermPublishesPartsAndTheRerunCompletesThem() throws {
         let ds = try Dataset()
         defer { ds.remove() }
-        let arguments = try Self.bigger(ds)
+        let arguments = try WDS.bigger(ds)
         let first = try Job(np: 1, arguments: arguments)
         let deadline = Date().addingTimeInterval(120)
         while Date() < deadline, first.process.isRunning, (try? ds.shards())?.isEmpty ?? true { Thread.sleep(forTimeInterval: 0.01) }
@@ -276,6 +281,6 @@ struct WebDatasetRunTests {
         for name in names where name.contains(".part-") {
             #expect(all[String(name.prefix(5)) + ".jsonl"] != nil, "the rest of \(name.prefix(5)) is published whole-named")
         }
-        try Self.checkEachSampleOnce(ds)
+        try WDS.checkEachSampleOnce(ds)
     }
 }
