@@ -39,6 +39,8 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "CArchive", path: "Sources/CArchive", pkgConfig: "libarchive",
+                       providers: [.apt(["libarchive-dev"])]),
         // Our packed-weight SGEMM micro-kernels (AVX-512F / AVX2+FMA / portable C, chosen at run time).
         .target(name: "CKernels", cSettings: cCPUFlags),
         .target(name: "CImageCodecs", cSettings: cCPUFlags,
@@ -70,8 +72,8 @@ let package = Package(
         .target(name: "PaliPipeline", dependencies: ["CMPI", .product(name: "Logging", package: "swift-log")]),
         // Rank program for the real-mpirun tests of PaliPipeline (ring of messages, crash, hang).
         .executableTarget(name: "pipeline-selftest", dependencies: ["PaliPipeline"]),
-        // Batch files: manifests (JSONL/CSV/folder), output records, shards, resume, run.json/stats.json, progress.
-        .target(name: "PaliBatch", dependencies: ["PaliJSON", .product(name: "Crypto", package: "swift-crypto")]),
+        // Batch files: manifests (JSONL/CSV/folder, WebDataset tar shards through libarchive), output records, shards, resume, run.json/stats.json, progress.
+        .target(name: "PaliBatch", dependencies: ["PaliJSON", "CArchive", .product(name: "Crypto", package: "swift-crypto")]),
         // `paligemma run`: coordinator, vision ranks and decoder stages over a Transport.
         .target(name: "PaliRun", dependencies: ["PaliJSON", "PaliBatch", "PaliPipeline", "PaliGeneration", "PaliModels", "PaliImage",
                                                 "PaliTensor", "PaliWeights", .product(name: "Logging", package: "swift-log")],

@@ -3,7 +3,7 @@
 # Used by both README commands and by .ci/run.
 set -euo pipefail
 
-packages=(libopenblas-dev libdnnl-dev libopenmpi-dev openmpi-bin libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev pkg-config)
+packages=(libopenblas-dev libdnnl-dev libopenmpi-dev openmpi-bin libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libarchive-dev pkg-config)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -22,8 +22,12 @@ public enum ManifestFormat: Sendable, Equatable {
 public enum ManifestSource: Sendable {
     /// A manifest file in the given format.
     case file(URL, ManifestFormat)
-    /// Every *.jpg, *.jpeg and *.png (any case) directly in the folder, by name; each with `prompt`.
+    /// Every *.jpg, *.jpeg and *.png (any case) directly in the folder, by name; each with `prompt`
+    /// (and the further prompts of `ManifestOptions.defaultPrompts`).
     case directory(URL, prompt: String)
+    /// WebDataset tar shards (`ShardList`), read in order; a sample's prompts are
+    /// `ManifestOptions.defaultPrompts` or its json member's `ManifestOptions.promptField`.
+    case shards([URL])
 
     /// A manifest file whose format follows from its extension: .jsonl, .json, .ndjson → JSONL; .csv → CSV.
     public static func file(_ url: URL) throws -> ManifestSource {
@@ -39,6 +43,7 @@ public enum ManifestSource: Sendable {
         switch self {
         case .file(let url, _): return url.path
         case .directory(let url, _): return url.path
+        case .shards(let tars): return tars.count == 1 ? tars[0].path : "\(tars.count) tar shards"
         }
     }
 }
@@ -55,19 +60,48 @@ public struct ManifestEntry: Sendable {
     public let imagePath: String?
     /// Why this entry's image may not be read (it escapes the image root): a per-record error.
     public let pathError: String?
-    public let prompt: String
+    /// The first (usually only) prompt.
+    public var prompt: String { prompts.first ?? "" }
+    /// The prompts of the image, one record each (the image is encoded once). With more than one,
+    /// records carry `prompt_index`.
+    public let prompts: [String]
     /// The manifest's other fields, in order (CSV cells as strings).
     public let extra: [(String, JSONValue)]
+    /// The image's bytes, for an image read from a tar shard (`imagePath` is then nil).
+    public var imageData: [UInt8]?
+    /// The input shard the entry comes from (tar basename without .tar/.tar.gz/.tgz): its records go to
+    /// the output shard of that name.
+    public var shard: String?
+    /// Why this entry cannot run (a malformed sample, a corrupt shard): every prompt gets this error record.
+    public var problem: RecordError?
 
     public init(line: Int, id: String, image: String, imagePath: String?, pathError: String?, prompt: String,
+                extra: [(String, JSONValue)] = []) {
+        self.init(line: line, id: id, image: image, imagePath: imagePath, pathError: pathError, prompts: [prompt],
+                  extra: extra)
+    }
+
+    public init(line: Int, id: String, image: String, imagePath: String?, pathError: String?, prompts: [String],
                 extra: [(String, JSONValue)] = []) {
         self.line = line
         self.id = id
         self.image = image
         self.imagePath = imagePath
         self.pathError = pathError
-        self.prompt = prompt
+        self.prompts = prompts
         self.extra = extra
+    }
+
+    /// The record key of prompt `index` (`RecordKey`).
+    public func key(_ index: Int) -> String { RecordKey.make(id: id, promptIndex: prompts.count > 1 ? index : nil) }
+}
+
+/// What resume counts as one record: the id, or, for an image with several prompts, the id and the
+/// prompt's index.
+public enum RecordKey {
+    public static func make(id: String, promptIndex: Int?) -> String {
+        guard let promptIndex else { return id }
+        return id + "\u{1F}" + String(promptIndex)
     }
 }
 
@@ -75,11 +109,25 @@ public struct ManifestOptions: Sendable {
     /// When set, every image must resolve to a path inside this folder.
     public var imageRoot: URL?
     /// The prompt of entries that give none (JSONL: no "prompt" or null; CSV: no column or an empty cell).
-    public var defaultPrompt: String?
+    public var defaultPrompt: String? {
+        get { defaultPrompts.first }
+        set { defaultPrompts = newValue.map { [$0] } ?? [] }
+    }
+    /// Every `--prompt`: entries that give none get all of them (several: one record per prompt).
+    public var defaultPrompts: [String]
+    /// Tar shards: the field of a sample's json member that holds its prompt (a string, or an array of
+    /// strings for several), instead of `defaultPrompts`.
+    public var promptField: String?
 
     public init(imageRoot: URL? = nil, defaultPrompt: String? = nil) {
         self.imageRoot = imageRoot
-        self.defaultPrompt = defaultPrompt
+        self.defaultPrompts = defaultPrompt.map { [$0] } ?? []
+    }
+
+    public init(imageRoot: URL? = nil, defaultPrompts: [String], promptField: String? = nil) {
+        self.imageRoot = imageRoot
+        self.defaultPrompts = defaultPrompts
+        self.promptField = promptField
     }
 }
 
@@ -135,6 +183,7 @@ public final class ManifestReader {
     var csv: CSVLayout?
     private var images: [String] = []
     private var imageIndex = 0
+    private var samples: WebDatasetReader?
 
     public convenience init(_ source: ManifestSource, options: ManifestOptions) throws {
         try self.init(source, options: options, resolvePaths: true)
@@ -147,6 +196,7 @@ public final class ManifestReader {
         switch source {
         case .file(let url, _): folder = url.deletingLastPathComponent()
         case .directory(let url, _): folder = url
+        case .shards: folder = URL(fileURLWithPath: "/")
         }
         resolver = resolvePaths ? PathResolver(base: folder, root: options.imageRoot) : nil
         switch source {
@@ -159,6 +209,8 @@ public final class ManifestReader {
             if format == .csv { csv = try readHeader() }
         case .directory(let url, _):
             images = try ManifestReader.listImages(url)
+        case .shards(let tars):
+            samples = try WebDatasetReader(tars: tars, options: options, readImages: resolvePaths)
         }
     }
 
@@ -169,7 +221,10 @@ public final class ManifestReader {
             guard imageIndex < images.count else { return nil }
             let name = images[imageIndex]
             imageIndex += 1
-            return entry(line: imageIndex, id: name, image: name, prompt: prompt, extra: [])
+            let prompts = options.defaultPrompts.count > 1 ? options.defaultPrompts : [prompt]
+            return entry(line: imageIndex, id: name, image: name, prompts: prompts, extra: [])
+        case .shards:
+            return try samples!.next()
         case .file(_, .jsonl):
             return try nextJSONL()
         case .file(_, .csv):
@@ -178,7 +233,7 @@ public final class ManifestReader {
     }
 
     /// Reads the whole manifest once before any work starts: every line well-formed, ids unique.
-    /// Returns the number of entries. Image paths are not checked here (a bad one is a per-record error).
+    /// Returns the number of records (an entry with several prompts counts once per prompt). Image paths are not checked here (a bad one is a per-record error).
     public static func validate(_ source: ManifestSource, options: ManifestOptions) throws -> Int {
         let reader = try ManifestReader(source, options: options, resolvePaths: false)
         var firstLine: [String: Int] = [:]
@@ -187,7 +242,7 @@ public final class ManifestReader {
             if let first = firstLine.updateValue(entry.line, forKey: entry.id) {
                 throw ManifestError.duplicateID(path: source.path, id: entry.id, line: entry.line, firstLine: first)
             }
-            count += 1
+            count += entry.prompts.count
         }
         return count
     }
@@ -196,12 +251,17 @@ public final class ManifestReader {
 
     func entry(line: Int, id: String, image: String, prompt: String,
                        extra: [(String, JSONValue)]) -> ManifestEntry {
+        entry(line: line, id: id, image: image, prompts: [prompt], extra: extra)
+    }
+
+    func entry(line: Int, id: String, image: String, prompts: [String],
+               extra: [(String, JSONValue)]) -> ManifestEntry {
         guard let resolver else {
-            return ManifestEntry(line: line, id: id, image: image, imagePath: nil, pathError: nil, prompt: prompt,
+            return ManifestEntry(line: line, id: id, image: image, imagePath: nil, pathError: nil, prompts: prompts,
                                  extra: extra)
         }
         let (path, error) = resolver.resolve(image)
-        return ManifestEntry(line: line, id: id, image: image, imagePath: path, pathError: error, prompt: prompt,
+        return ManifestEntry(line: line, id: id, image: image, imagePath: path, pathError: error, prompts: prompts,
                              extra: extra)
     }
 

@@ -120,6 +120,8 @@ extension ManifestReader {
         for (k, column) in layout.columns.enumerated() where k != layout.id && k != layout.image && k != layout.prompt {
             extra.append((column, .string(fields[k])))
         }
-        return entry(line: line, id: id, image: image, prompt: prompt, extra: extra)
+        // A row without a prompt takes every --prompt (several: one record each).
+        let prompts = (written ?? "").isEmpty && options.defaultPrompts.count > 1 ? options.defaultPrompts : [prompt]
+        return entry(line: line, id: id, image: image, prompts: prompts, extra: extra)
     }
 }

@@ -30,8 +30,13 @@ public enum RecordErrorKind {
     public static let promptTooLong = "prompt_too_long"
     public static let imagePathOutsideRoot = "image_path_outside_root"
     public static let `internal` = "internal"
+    /// A WebDataset sample that cannot run: two images, an unsupported image type, a bad json member, no
+    /// prompt field.
+    public static let badSample = "bad_sample"
+    /// A tar shard that cannot be read on (unreadable, corrupt, truncated): the rest of it is skipped.
+    public static let corruptShard = "corrupt_shard"
     public static let all = [missingImage, unreadableImage, imageTooLarge, promptTooLong, imagePathOutsideRoot,
-                             `internal`]
+                             `internal`, badSample, corruptShard]
 }
 
 public struct OutputRecord: Sendable {
@@ -39,6 +44,9 @@ public struct OutputRecord: Sendable {
     /// The image as written in the manifest.
     public var image: String
     public var prompt: String
+    /// Which of the image's prompts this record answers, when it has several (written as "prompt_index"
+    /// after "prompt"; absent for an image with one prompt).
+    public var promptIndex: Int?
     public var status: RecordStatus
     /// The decoded text; nil for a failed job (written as null).
     public var text: String?
@@ -76,17 +84,22 @@ public struct OutputRecord: Sendable {
         self.extra = extra
     }
 
-    /// A failed record for a manifest entry.
+    /// A failed record for a manifest entry (for its prompt `promptIndex`).
     public static func failure(_ entry: ManifestEntry, kind: String, message: String,
-                               timings: [(String, Double)] = []) -> OutputRecord {
-        OutputRecord(id: entry.id, image: entry.image, prompt: entry.prompt, status: .error,
-                     error: RecordError(kind: kind, message: message), timings: timings, extra: entry.extra)
+                               timings: [(String, Double)] = [], promptIndex: Int = 0) -> OutputRecord {
+        var record = OutputRecord(id: entry.id, image: entry.image, prompt: entry.prompts[promptIndex], status: .error,
+                                  error: RecordError(kind: kind, message: message), timings: timings, extra: entry.extra)
+        if entry.prompts.count > 1 { record.promptIndex = promptIndex }
+        return record
     }
+
+    /// What resume counts this record as (`RecordKey`).
+    public var key: String { RecordKey.make(id: id, promptIndex: promptIndex) }
 
     /// Keys every record has, in order; a task field or extra with one of these names (or "extra") goes
     /// under "extra" instead.
-    public static let standardKeys = ["id", "image", "prompt", "status", "text", "tokens", "logprob", "token_logprobs",
-                                      "error", "timings"]
+    public static let standardKeys = ["id", "image", "prompt", "prompt_index", "status", "text", "tokens", "logprob",
+                                      "token_logprobs", "error", "timings"]
 
     /// Decimals of written log-probabilities (transformers' own are float32: ~7 significant digits).
     public static let logprobDecimals = 7
@@ -96,6 +109,9 @@ public struct OutputRecord: Sendable {
             ("id", .string(id)),
             ("image", .string(image)),
             ("prompt", .string(prompt)),
+        ]
+        if let promptIndex { members.append(("prompt_index", .int(promptIndex))) }
+        members += [
             ("status", .string(status.rawValue)),
             ("text", text.map { .string($0) } ?? .null),
             ("tokens", .array(tokens.map { .int($0) })),
@@ -147,6 +163,9 @@ extension OutputRecord {
             case "image", "prompt":
                 guard let text = member.stringValue else { return nil }
                 if key == "image" { image = text } else { prompt = text }
+            case "prompt_index":
+                guard let index = member.intValue else { return nil }
+                promptIndex = index
             case "text":
                 guard member == .null || member.stringValue != nil else { return nil }
                 text = member.stringValue

@@ -9,7 +9,8 @@ import Foundation
 import PaliJSON
 
 public struct ResumeState: Sendable {
-    /// Ids of every record in a complete shard.
+    /// Keys (`RecordKey`: the id, with the prompt index for an image of several prompts) of every record
+    /// in a complete shard.
     public let doneIDs: Set<String>
     /// The first shard number free for this run (one past the highest complete shard; 0 when none).
     public let nextShardIndex: Int
@@ -59,10 +60,26 @@ public struct ResumeState: Sendable {
         return tag.contains("@") ? tag : nil
     }
 
+    /// For output shards named after input shards (`NamedShardWriter`): the writer's tag of a temporary
+    /// shard ".NAME.jsonl.PID@HOST.tmp", else nil.
+    static func namedTempTag(_ name: String) -> String? {
+        guard name.hasPrefix("."), name.hasSuffix(".tmp"),
+              let marker = name.range(of: ".jsonl.", options: .backwards), marker.lowerBound > name.index(after: name.startIndex)
+        else { return nil }
+        let tag = String(name[marker.upperBound..<name.index(name.endIndex, offsetBy: -".tmp".count)])
+        return tag.contains("@") ? tag : nil
+    }
+
+    /// A complete shard named after an input shard: any visible "*.jsonl".
+    static func isNamedShard(_ name: String) -> Bool {
+        !name.hasPrefix(".") && name.hasSuffix(".jsonl") && name.count > ".jsonl".count
+    }
+
     /// Scans `directory` (a missing one is an empty state): reads every complete shard and collects its
-    /// ids; deletes stale temporary shards (see above). A shard line that is not a JSON object with a string "id",
-    /// or an id seen twice, is an error naming file and line.
-    public static func scan(_ directory: URL) throws -> ResumeState {
+    /// record keys; deletes stale temporary shards (see above). A shard line that is not a JSON object with
+    /// a string "id", or a key seen twice, is an error naming file and line. `named`: the shards are named
+    /// after input shards (`--shards`): every visible *.jsonl is one, ".*.jsonl.PID@HOST.tmp" a temporary one.
+    public static func scan(_ directory: URL, named: Bool = false) throws -> ResumeState {
         guard DurableFile.isDirectory(directory) else {
             return ResumeState(doneIDs: [], nextShardIndex: 0, records: 0, errorRecords: 0, shards: 0,
                                removedTempFiles: 0, keptTempFiles: [])
@@ -76,7 +93,7 @@ public struct ResumeState: Sendable {
         var removed = 0
         var kept: [String] = []
         for name in names.sorted() {
-            guard let tag = tempShardTag(name) else { continue }
+            guard let tag = named ? namedTempTag(name) ?? tempShardTag(name) : tempShardTag(name) else { continue }
             guard tag.isEmpty || OutputLock.isDeadOrSelf(tag: tag) else {
                 kept.append(name)
                 continue
@@ -89,7 +106,9 @@ public struct ResumeState: Sendable {
         }
         if removed > 0 { try DurableFile.syncDirectory(directory.path) }
 
-        let shards = names.compactMap { name in shardIndex(name).map { ($0, name) } }.sorted { $0.0 < $1.0 }
+        let shards = named
+            ? names.filter(isNamedShard).sorted().enumerated().map { ($0.offset, $0.element) }
+            : names.compactMap { name in shardIndex(name).map { ($0, name) } }.sorted { $0.0 < $1.0 }
         var ids = Set<String>()
         var records = 0
         var errors = 0
@@ -107,12 +126,13 @@ public struct ResumeState: Sendable {
                 if status == "error" { errors += 1 }
             }
         }
-        return ResumeState(doneIDs: ids, nextShardIndex: (shards.last?.0).map { $0 + 1 } ?? 0, records: records,
+        return ResumeState(doneIDs: ids, nextShardIndex: named ? 0 : (shards.last?.0).map { $0 + 1 } ?? 0, records: records,
                            errorRecords: errors, shards: shards.count, removedTempFiles: removed,
                            keptTempFiles: kept)
     }
 
-    /// Calls `body(line, id, status)` for every record of a shard.
+    /// Calls `body(line, key, status)` for every record of a shard (`RecordKey`: the id, with its
+    /// "prompt_index" when it has one).
     static func forEachRecord(_ path: String, _ body: (Int, String, String?) throws -> Void) throws {
         let reader: LineReader
         do {
@@ -144,7 +164,14 @@ public struct ResumeState: Sendable {
             guard case .string(let id)? = value["id"] else {
                 throw OutputError.corruptShard(path: path, line: line, reason: "no string \"id\"")
             }
-            try body(line, id, value["status"]?.stringValue)
+            var index: Int?
+            if let member = value["prompt_index"] {
+                guard let number = member.intValue else {
+                    throw OutputError.corruptShard(path: path, line: line, reason: "\"prompt_index\" is not an integer")
+                }
+                index = number
+            }
+            try body(line, RecordKey.make(id: id, promptIndex: index), value["status"]?.stringValue)
         }
     }
 

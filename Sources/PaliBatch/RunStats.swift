@@ -96,6 +96,7 @@ public final class RunStats: @unchecked Sendable {
                     ("skipped_done", .int(skippedCount)),
                 ])),
                 ("images_per_s", rate(processed)),
+            ] + visionFields + [
                 ("prefill_tokens", .int(prefill)),
                 ("decode_tokens", .int(decode)),
                 ("prefill_tokens_per_s", rate(prefill)),
@@ -110,10 +111,17 @@ public final class RunStats: @unchecked Sendable {
                     if let l = r.loadSeconds { fields.append(("load_s", .double(l, decimals: 3))) }
                     if let w = r.weightBytes { fields.append(("weight_bytes", .int(w))) }
                     if let p = r.peakRSSBytes { fields.append(("peak_rss_bytes", .int(p))) }
+                    if let v = r.visionImages { fields.append(("vision_images", .int(v))) }
                     return (name, .object(fields))
                 })),
             ])
         }
+    }
+
+    /// `vision_images`: images the vision ranks encoded (vision passes), when they said.
+    private var visionFields: [(String, JSONValue)] {
+        let counts = roleTimes.compactMap(\.1.visionImages)
+        return counts.isEmpty ? [] : [("vision_images", .int(counts.reduce(0, +)))]
     }
 
     /// `load_s`: the longest any rank took to load its weights (the job's start-up), when known.
@@ -140,9 +148,13 @@ public struct RoleStats: Sendable, Equatable {
     public var weightBytes: Int?
     /// The rank's process's peak resident memory (VmHWM; one process holds every role at np 1).
     public var peakRSSBytes: Int?
+    /// Images a vision rank encoded (vision passes; an image with several prompts is encoded once).
+    public var visionImages: Int?
 
-    public init(busy: Double, idle: Double, loadSeconds: Double? = nil, weightBytes: Int? = nil, peakRSSBytes: Int? = nil) {
+    public init(busy: Double, idle: Double, loadSeconds: Double? = nil, weightBytes: Int? = nil, peakRSSBytes: Int? = nil,
+                visionImages: Int? = nil) {
         self.busy = busy; self.idle = idle
         self.loadSeconds = loadSeconds; self.weightBytes = weightBytes; self.peakRSSBytes = peakRSSBytes
+        self.visionImages = visionImages
     }
 }

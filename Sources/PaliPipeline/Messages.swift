@@ -5,7 +5,8 @@
 // `TransportError.invalidMessage`.
 //
 //   kind        header                                                    floats
-//   job         jobID, imagePath, promptIDs, parameters                   -
+//   job         jobID, imagePath, promptIDs, parameters,                  -
+//               [imageData (base64), morePrompts]
 //   embeddings  jobID, tokens, width, promptIDs, parameters, measurements [tokens, width]
 //   hidden      microBatch, step, width, sequences, admitted, released    [Σ newTokens, width]
 //   tokens      microBatch, step, updates                                 -
@@ -118,9 +119,33 @@ public struct JobMessage: HeaderOnlyMessage, Equatable {
     public var promptIDs: [Int32]
     /// Passed through to the last stage.
     public var parameters: JobParameters
+    /// The image's bytes, when the coordinator read them (a tar shard's member); `imagePath` then only
+    /// names the image in messages. Absent: the vision rank opens `imagePath`.
+    public var imageData: Data?
+    /// Further prompts of the same image, each its own job: the image is encoded once and its embeddings
+    /// go to stage 0 once per prompt. Absent for an image with one prompt.
+    public var morePrompts: [JobPrompt]?
 
-    public init(jobID: Int64, imagePath: String, promptIDs: [Int32], parameters: JobParameters) {
+    public init(jobID: Int64, imagePath: String, promptIDs: [Int32], parameters: JobParameters,
+                imageData: Data? = nil, morePrompts: [JobPrompt]? = nil) {
         self.jobID = jobID; self.imagePath = imagePath; self.promptIDs = promptIDs; self.parameters = parameters
+        self.imageData = imageData; self.morePrompts = morePrompts
+    }
+
+    /// Every prompt of the image, the first one's job included.
+    public var prompts: [JobPrompt] {
+        [JobPrompt(jobID: jobID, promptIDs: promptIDs, parameters: parameters)] + (morePrompts ?? [])
+    }
+}
+
+/// One prompt of a job's image: its own job id, tokens and sampling settings.
+public struct JobPrompt: Codable, Sendable, Equatable {
+    public var jobID: Int64
+    public var promptIDs: [Int32]
+    public var parameters: JobParameters
+
+    public init(jobID: Int64, promptIDs: [Int32], parameters: JobParameters) {
+        self.jobID = jobID; self.promptIDs = promptIDs; self.parameters = parameters
     }
 }
 

@@ -17,7 +17,10 @@ final class Coordinator {
     let tasks: TaskFormatter
 
     private struct Dispatched {
+        /// Without its image bytes.
         var entry: ManifestEntry
+        /// Which of the entry's prompts the job answers.
+        var promptIndex: Int
         var replica: Int
         var visionRank: Int
         var sentAt: Double
@@ -36,6 +39,11 @@ final class Coordinator {
     private var workerStats: [Int: [String: Double]] = [:]
     /// The output directory's lock, held from `prepare` to the end of `run` (every return and throw).
     private var outputLock: OutputLock?
+    /// Tar shards (`--shards`): the input shard being read, those read whole whose records are not all
+    /// written yet, and the jobs of each still out. A shard read whole with none out is published.
+    private var readingShard: String?
+    private var shardsRead: Set<String> = []
+    private var outstanding: [String: Int] = [:]
 
     init(context: RankContext, bundle: ModelBundle, stagePlan: StagePlan, config: RunConfiguration) throws {
         self.context = context
@@ -57,7 +65,7 @@ final class Coordinator {
     /// Runs the job; returns the process exit status.
     func run() throws -> Int32 {
         defer { outputLock?.release() }
-        let setup: (total: Int, resume: ResumeState, writer: ShardWriter, reader: ManifestReader)
+        let setup: (total: Int, resume: ResumeState, writer: RecordSink, reader: ManifestReader)
         do {
             setup = try prepare()
         } catch {
@@ -92,10 +100,17 @@ final class Coordinator {
                 }
                 // Hand out jobs while some replica has room.
                 while !exhausted, let replica = leastLoadedReplica(below: capacity) {
-                    guard let entry = try reader.next() else { exhausted = true; break }
-                    if resume.doneIDs.contains(entry.id) { counts.skipped += 1; continue }
-                    if let record = try dispatch(entry, to: replica) {
-                        try write(record, writer)
+                    guard let entry = try reader.next() else {
+                        exhausted = true
+                        try shardRead(writer)
+                        break
+                    }
+                    if entry.shard != readingShard { try shardRead(writer); readingShard = entry.shard }
+                    let todo = entry.prompts.indices.filter { !resume.doneIDs.contains(entry.key($0)) }
+                    counts.skipped += entry.prompts.count - todo.count
+                    if todo.isEmpty { continue }
+                    for record in try dispatch(entry, prompts: todo, to: replica) {
+                        try write(record, writer, shard: entry.shard)
                     }
                 }
                 if exhausted && dispatched.isEmpty { break }
@@ -103,7 +118,8 @@ final class Coordinator {
                     switch message.kind {
                     case .result:
                         let result = try ResultMessage(message)
-                        try write(try record(for: result), writer)
+                        let (made, shard) = try record(for: result)
+                        try write(made, writer, shard: shard)
                     case .heartbeat:
                         break
                     case .stats:
@@ -142,7 +158,7 @@ final class Coordinator {
     /// After a fatal error in the main loop: completes the shard being filled (unless writing it was what
     /// failed: the writer then refuses) and writes stats.json with outcome "failed". Best effort: the
     /// job is aborted next whatever happens here.
-    private func failed(_ error: Error, writer: ShardWriter) {
+    private func failed(_ error: Error, writer: RecordSink) {
         // With the folder gone there is nothing to keep or to write to; the abort's message says so.
         if case OutputError.directoryGone = error { return }
         do {
@@ -163,7 +179,7 @@ final class Coordinator {
     /// use is refused here, before it reads or deletes anything there), checks the manifest, scans what
     /// earlier runs finished and writes run.json. On failure the lock is released, and an output
     /// directory this call created is removed again if it is still empty.
-    private func prepare() throws -> (Int, ResumeState, ShardWriter, ManifestReader) {
+    private func prepare() throws -> (Int, ResumeState, RecordSink, ManifestReader) {
         if let root = config.manifestOptions.imageRoot { try Self.checkImageRoot(root) }
         let output = config.outputDirectory
         let existed = DurableFile.exists(output)
@@ -198,13 +214,17 @@ final class Coordinator {
         }
     }
 
-    private func prepareLocked() throws -> (Int, ResumeState, ShardWriter, ManifestReader) {
+    private func prepareLocked() throws -> (Int, ResumeState, RecordSink, ManifestReader) {
         let total = try ManifestReader.validate(config.manifest, options: config.manifestOptions)
-        let resume = try ResumeState.scan(config.outputDirectory)
+        let named: Bool
+        if case .shards = config.manifest { named = true } else { named = false }
+        let resume = try ResumeState.scan(config.outputDirectory, named: named)
         try RunRecordFiles.checkAndWriteRunInfo(config: config, bundle: ModelBundleSummary(imageSize: bundle.hyper.vision.imageSize),
                                                 layout: layout, stagePlan: stagePlan)
-        let writer = try ShardWriter(directory: config.outputDirectory, shardSize: config.shardSize,
-                                     firstIndex: resume.nextShardIndex)
+        let writer: RecordSink = named
+            ? try NamedShardWriter(directory: config.outputDirectory)
+            : try ShardWriter(directory: config.outputDirectory, shardSize: config.shardSize,
+                              firstIndex: resume.nextShardIndex)
         let reader = try ManifestReader(config.manifest, options: config.manifestOptions)
         return (total, resume, writer, reader)
     }
@@ -219,36 +239,71 @@ final class Coordinator {
         return best
     }
 
-    /// Sends `entry` to a vision rank of `replica`, or returns its error record when it cannot run.
-    private func dispatch(_ entry: ManifestEntry, to replica: Int) throws -> OutputRecord? {
-        if let problem = entry.pathError {
-            return .failure(entry, kind: RecordErrorKind.imagePathOutsideRoot, message: problem)
+    /// Sends `entry`'s image with its prompts `prompts` (indices) to a vision rank of `replica` as one job
+    /// (the image is encoded once); returns the error records of the prompts that cannot run.
+    private func dispatch(_ entry: ManifestEntry, prompts: [Int], to replica: Int) throws -> [OutputRecord] {
+        func failures(_ kind: String, _ message: String) -> [OutputRecord] {
+            prompts.map { OutputRecord.failure(entry, kind: kind, message: message, promptIndex: $0) }
         }
-        guard let path = entry.imagePath else {
-            return .failure(entry, kind: RecordErrorKind.missingImage, message: "no image path for \(entry.id)")
+        if let problem = entry.problem { return failures(problem.kind, problem.message) }
+        if let problem = entry.pathError { return failures(RecordErrorKind.imagePathOutsideRoot, problem) }
+        guard let path = entry.imagePath ?? entry.imageData.map({ _ in (entry.shard.map { $0 + "/" } ?? "") + entry.image })
+        else {
+            return failures(RecordErrorKind.missingImage, "no image path for \(entry.id)")
         }
-        let ids = bundle.promptIDs(entry.prompt)
-        do {
-            try bundle.prompt.validate(promptLength: ids.count, maxNewTokens: config.maxNewTokens)
-        } catch {
-            return .failure(entry, kind: RecordErrorKind.promptTooLong, message: "\(error)")
+        var records: [OutputRecord] = []
+        var jobs: [(index: Int, job: JobPrompt)] = []
+        for index in prompts {
+            let ids = bundle.promptIDs(entry.prompts[index])
+            do {
+                try bundle.prompt.validate(promptLength: ids.count, maxNewTokens: config.maxNewTokens)
+            } catch {
+                records.append(.failure(entry, kind: RecordErrorKind.promptTooLong, message: "\(error)", promptIndex: index))
+                continue
+            }
+            var parameters = JobParameters(maxNewTokens: config.maxNewTokens, sampling: config.sampling, beams: config.beams)
+            parameters.seed = JobParameters.seed(base: config.sampling.seed, id: entry.key(index))
+            jobs.append((index, JobPrompt(jobID: nextJobID, promptIDs: ids.map(Int32.init), parameters: parameters)))
+            promptLengths[nextJobID] = ids.count
+            nextJobID += 1
         }
-        var parameters = JobParameters(maxNewTokens: config.maxNewTokens, sampling: config.sampling, beams: config.beams)
-        parameters.seed = JobParameters.seed(base: config.sampling.seed, id: entry.id)
+        guard let first = jobs.first?.job else { return records }
         let ranks = layout.visionRanks(ofReplica: replica)
         let visionRank = ranks.min { visionLoad[$0, default: 0] < visionLoad[$1, default: 0] }!
-        let id = nextJobID
-        nextJobID += 1
-        try context.transport.send(JobMessage(jobID: id, imagePath: path, promptIDs: ids.map(Int32.init),
-                                              parameters: parameters), to: visionRank)
-        dispatched[id] = Dispatched(entry: entry, replica: replica, visionRank: visionRank, sentAt: MonotonicClock.now())
-        replicaLoad[replica] += 1
-        visionLoad[visionRank, default: 0] += 1
-        promptLengths[id] = ids.count
-        return nil
+        try context.transport.send(JobMessage(jobID: first.jobID, imagePath: path, promptIDs: first.promptIDs,
+                                              parameters: first.parameters, imageData: entry.imageData.map { Data($0) },
+                                              morePrompts: jobs.count > 1 ? jobs.dropFirst().map(\.job) : nil),
+                                   to: visionRank)
+        var kept = entry
+        kept.imageData = nil
+        let now = MonotonicClock.now()
+        for (index, job) in jobs {
+            dispatched[job.jobID] = Dispatched(entry: kept, promptIndex: index, replica: replica, visionRank: visionRank,
+                                               sentAt: now)
+        }
+        replicaLoad[replica] += jobs.count
+        visionLoad[visionRank, default: 0] += jobs.count
+        if let shard = entry.shard { outstanding[shard, default: 0] += jobs.count }
+        return records
     }
 
-    private func record(for result: ResultMessage) throws -> OutputRecord {
+    /// The input shard being read is read whole: publish its output shard once none of its jobs is out.
+    private func shardRead(_ writer: RecordSink) throws {
+        guard let shard = readingShard else { return }
+        readingShard = nil
+        shardsRead.insert(shard)
+        try completeIfDone(shard, writer)
+    }
+
+    private func completeIfDone(_ shard: String, _ writer: RecordSink) throws {
+        guard shardsRead.contains(shard), outstanding[shard, default: 0] == 0 else { return }
+        shardsRead.remove(shard)
+        outstanding[shard] = nil
+        try writer.complete(shard: shard)
+    }
+
+    /// The record of a finished job, and the input shard its entry came from.
+    private func record(for result: ResultMessage) throws -> (OutputRecord, String?) {
         let promptLength = promptLengths.removeValue(forKey: result.jobID) ?? 0
         guard let job = dispatched.removeValue(forKey: result.jobID) else {
             throw RunError.internalMessage("result for job \(result.jobID), which is not outstanding")
@@ -259,27 +314,34 @@ final class Coordinator {
         let timings = [("vision_s", measured.visionSeconds), ("prefill_s", measured.prefillSeconds),
                        ("decode_s", measured.decodeSeconds), ("total_s", MonotonicClock.now() - job.sentAt)]
             .compactMap { key, seconds in seconds.map { (key, $0) } }
+        if let shard = job.entry.shard { outstanding[shard, default: 1] -= 1 }
         if let failure = result.failure {
-            return .failure(job.entry, kind: failure.kind, message: failure.message, timings: timings)
+            return (.failure(job.entry, kind: failure.kind, message: failure.message, timings: timings,
+                             promptIndex: job.promptIndex), job.entry.shard)
         }
         let tokens = result.tokenIDs.map(Int.init)
         generatedTokens += tokens.count
         stats.record(.ok, prefillTokens: promptLength, generatedTokens: tokens.count)
         counted = true
         let text = bundle.text(tokens)
-        return OutputRecord(id: job.entry.id, image: job.entry.image, prompt: job.entry.prompt, status: .ok,
-                            text: text, tokens: tokens, logprob: result.logprob,
-                            tokenLogprobs: config.tokenLogprobs ? result.tokenLogprobs : nil,
-                            taskFields: tasks.fields(text: text, imageWidth: measured.imageWidth,
-                                                     imageHeight: measured.imageHeight),
-                            timings: timings, extra: job.entry.extra)
+        var record = OutputRecord(id: job.entry.id, image: job.entry.image, prompt: job.entry.prompts[job.promptIndex],
+                                  status: .ok, text: text, tokens: tokens, logprob: result.logprob,
+                                  tokenLogprobs: config.tokenLogprobs ? result.tokenLogprobs : nil,
+                                  taskFields: tasks.fields(text: text, imageWidth: measured.imageWidth,
+                                                           imageHeight: measured.imageHeight),
+                                  timings: timings, extra: job.entry.extra)
+        if job.entry.prompts.count > 1 { record.promptIndex = job.promptIndex }
+        return (record, job.entry.shard)
     }
 
-    private func write(_ record: OutputRecord, _ writer: ShardWriter) throws {
+    /// Writes a record of an entry of input shard `shard` (nil: a manifest's), publishing that shard's
+    /// output when this was its last record out.
+    private func write(_ record: OutputRecord, _ writer: RecordSink, shard: String? = nil) throws {
         if record.status == .ok { counts.ok += 1 } else { counts.error += 1 }
         if !counted { stats.record(record.status) }
         counted = false
-        try writer.append(record)
+        try writer.append(record, shard: shard)
+        if let shard { try completeIfDone(shard, writer) }
     }
 
     // MARK: End
@@ -310,7 +372,7 @@ final class Coordinator {
             roles[String(format: "rank %03d: %@", rank, "\(layout.role(of: rank))")] = RoleStats(
                 busy: values["busy_seconds"] ?? 0, idle: values["idle_seconds"] ?? 0,
                 loadSeconds: values["load_seconds"], weightBytes: values["weight_bytes"].map { Int($0) },
-                peakRSSBytes: values["peak_rss_bytes"].map { Int($0) })
+                peakRSSBytes: values["peak_rss_bytes"].map { Int($0) }, visionImages: values["images"].map { Int($0) })
         }
         stats.setRoles(roles)
         stats.finish(outcome: outcome, details: extra)

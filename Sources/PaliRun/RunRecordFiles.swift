@@ -18,6 +18,7 @@ enum RunRecordFiles {
             ("manifest", .string(config.manifestDescription)),
             ("image_root", config.manifestOptions.imageRoot.map { .string($0.path) } ?? .null),
             ("default_prompt", config.manifestOptions.defaultPrompt.map { .string($0) } ?? .null),
+        ] + promptSettings(config.manifestOptions) + [
             ("max_tokens", .int(config.maxNewTokens)),
             ("sampling", .string(s.isGreedy ? "greedy" : "sample")),
             ("temperature", .double(Double(s.temperature))),
@@ -34,6 +35,17 @@ enum RunRecordFiles {
             ("command_line", .array(config.commandLine.map { .string($0) })),
         ]
         return sampling + search + rest
+    }
+
+    /// Several --prompt, and --prompt-field: written only when given (an earlier run.json without them
+    /// compares equal to a run with one prompt).
+    static func promptSettings(_ options: ManifestOptions) -> [(String, JSONValue)] {
+        var settings: [(String, JSONValue)] = []
+        if options.defaultPrompts.count > 1 {
+            settings.append(("prompts", .array(options.defaultPrompts.map { JSONValue.string($0) })))
+        }
+        if let field = options.promptField { settings.append(("prompt_field", .string(field))) }
+        return settings
     }
 
     /// Compares with an existing run.json (refusing a resume whose settings would change the records),

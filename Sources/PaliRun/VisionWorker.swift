@@ -1,5 +1,5 @@
-// A vision rank: jobs in (image path + prompt ids), image embeddings out to decoder stage 0 of its
-// replica. Images waiting together are encoded in one batched forward (up to `visionBatch`). A file
+// A vision rank: jobs in (image path or bytes + prompt ids), image embeddings out to decoder stage 0 of its
+// replica. An image with several prompts is encoded once; its embeddings go to stage 0 once per prompt. Images waiting together are encoded in one batched forward (up to `visionBatch`). A file
 // that is missing, undecodable or over the pixel budget becomes an error result sent straight to the
 // coordinator; the rank goes on.
 import Foundation
@@ -69,12 +69,15 @@ final class VisionWorker {
         var ready: [(job: JobMessage, pixels: [Float], width: Int, height: Int)] = []
         for job in jobs {
             do {
-                let image = try decoder.decode(contentsOf: URL(fileURLWithPath: job.imagePath))
+                let image = try job.imageData.map { try decoder.decode(data: [UInt8]($0), name: job.imagePath) }
+                    ?? decoder.decode(contentsOf: URL(fileURLWithPath: job.imagePath))
                 ready.append((job, preprocessor.pixelValues(image), image.width, image.height))
             } catch {
                 errors += 1
-                let failure = Self.failure(for: error, path: job.imagePath)
-                try context.transport.send(ResultMessage(jobID: job.jobID, failure: .init(failure)), to: 0)
+                let failure = Self.failure(for: error, path: job.imagePath, fromFile: job.imageData == nil)
+                for prompt in job.prompts {
+                    try context.transport.send(ResultMessage(jobID: prompt.jobID, failure: .init(failure)), to: 0)
+                }
             }
         }
         guard !ready.isEmpty else { return }
@@ -90,22 +93,24 @@ final class VisionWorker {
         for (i, item) in ready.enumerated() {
             let measurements = JobMeasurements(imageWidth: item.width, imageHeight: item.height, visionSeconds: seconds)
             let rows = Array(UnsafeBufferPointer(start: features.data + i * tokens * textWidth, count: tokens * textWidth))
-            try context.transport.send(EmbeddingsMessage(jobID: item.job.jobID, tokens: tokens, width: textWidth,
-                                                         embeddings: rows, promptIDs: item.job.promptIDs,
-                                                         parameters: item.job.parameters, measurements: measurements),
+            for prompt in item.job.prompts {
+                try context.transport.send(EmbeddingsMessage(jobID: prompt.jobID, tokens: tokens, width: textWidth,
+                                                             embeddings: rows, promptIDs: prompt.promptIDs,
+                                                             parameters: prompt.parameters, measurements: measurements),
                                            to: stage0)
+            }
             images += 1
         }
     }
 
     /// The record error for an image that could not be turned into pixels.
-    static func failure(for error: Error, path: String) -> RecordError {
+    static func failure(for error: Error, path: String, fromFile: Bool = true) -> RecordError {
         guard let error = error as? ImageError else {
             return RecordError(kind: RecordErrorKind.unreadableImage, message: "\(path): \(error)")
         }
         switch error {
         case .tooLarge: return RecordError(kind: RecordErrorKind.imageTooLarge, message: error.description)
-        case .unreadable where isMissing(path):
+        case .unreadable where fromFile && isMissing(path):
             return RecordError(kind: RecordErrorKind.missingImage, message: "\(path): no such file; check the manifest's image path")
         default: return RecordError(kind: RecordErrorKind.unreadableImage, message: error.description)
         }

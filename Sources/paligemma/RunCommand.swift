@@ -14,9 +14,12 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Run a manifest of (image, prompt) jobs into sharded JSONL, resumably; under mpirun, on many ranks.",
         discussion: """
-            Input: --manifest FILE (.jsonl lines {"id", "image", "prompt", ...extra fields}, or .csv with those
-            columns), or --images DIR with --prompt. Output in --output-dir: shard-00000.jsonl, ... (each
-            written whole, then renamed), run.json and stats.json. Rerunning the same command resumes: ids in
+            Input: --manifest FILE (.jsonl lines {"id", "image", "prompt" or "prompts": [...], ...extra fields}, or
+            .csv with those columns), or --images DIR with --prompt, or --shards 'data/{00000..00099}.tar' (WebDataset
+            tar shards, or a file listing them) with --prompt or --prompt-field. --prompt may be repeated: each
+            image is encoded once and answered once per prompt (records then carry prompt_index). Output in
+            --output-dir: shard-00000.jsonl, ... (each written whole, then renamed; with --shards, one output
+            shard per input shard, 00042.jsonl for 00042.tar), run.json and stats.json. Rerunning the same command resumes: ids in
             complete shards are skipped. SIGTERM/SIGINT/SIGUSR1/SIGHUP/SIGQUIT write what is done and exit
             128 + signal. One run per output folder at a time: a second is refused (run.lock names the holder).
 
@@ -32,8 +35,12 @@ struct RunCommand: ParsableCommand {
     var manifest: String?
     @Option(help: "A folder of images (*.jpg, *.jpeg, *.png) to run instead of a manifest; needs --prompt.")
     var images: String?
-    @Option(help: "Prompt for jobs without one (and for --images).")
-    var prompt: String?
+    @Option(help: ArgumentHelp("WebDataset tar shards: a brace pattern ('data/{00000..01023}.tar'), one .tar/.tar.gz/.tgz, or a text file listing tar paths.", valueName: "pattern"))
+    var shards: String?
+    @Option(help: "Prompt for jobs without one (and for --images and --shards); repeat it for several prompts per image (one record each, the image encoded once).")
+    var prompt: [String] = []
+    @Option(help: "With --shards: the field of each sample's json member that holds its prompt (a string, or an array of strings).")
+    var promptField: String?
     @Option(help: "Refuse image paths that resolve outside this folder (a per-record error).")
     var imageRoot: String?
     @Option(help: "Output folder for shards, run.json and stats.json (created if missing).")
@@ -76,8 +83,14 @@ struct RunCommand: ParsableCommand {
     var progressInterval = 30.0
 
     func validate() throws {
-        if (manifest == nil) == (images == nil) { throw ValidationError("give exactly one of --manifest FILE or --images DIR") }
-        if images != nil && prompt == nil { throw ValidationError("--images needs --prompt (the prompt for every image)") }
+        if [manifest, images, shards].compactMap({ $0 }).count != 1 {
+            throw ValidationError("give exactly one of --manifest FILE, --images DIR or --shards PATTERN")
+        }
+        if images != nil && prompt.isEmpty { throw ValidationError("--images needs --prompt (the prompt for every image)") }
+        if shards != nil && prompt.isEmpty == (promptField == nil) {
+            throw ValidationError("--shards needs --prompt (repeatable) or --prompt-field NAME (a field of each sample's json member), one of them")
+        }
+        if promptField != nil && shards == nil { throw ValidationError("--prompt-field is for --shards") }
         if shardSize < 1 { throw ValidationError("--shard-size must be at least 1") }
         if microBatchSize < 1 { throw ValidationError("--micro-batch-size must be at least 1") }
         if let m = microBatches, m < 1 { throw ValidationError("--micro-batches must be at least 1") }
@@ -110,16 +123,26 @@ struct RunCommand: ParsableCommand {
                 throw ExitCode(2)
             }
             description = url.path
-        } else {
-            let url = URL(fileURLWithPath: images!).standardizedFileURL
-            source = .directory(url, prompt: prompt!)
+        } else if let images {
+            let url = URL(fileURLWithPath: images).standardizedFileURL
+            source = .directory(url, prompt: prompt[0])
             description = url.path
+        } else {
+            do {
+                let tars = try ShardList.resolve(shards!)
+                try ShardList.checkNames(tars)
+                source = .shards(tars)
+            } catch {
+                if BatchRun.isRankZeroOrAlone { Logger(label: "paligemma run").error("\(error)") }
+                throw ExitCode(2)
+            }
+            description = shards!
         }
         let modelURL = URL(fileURLWithPath: model).standardizedFileURL
         var config = RunConfiguration(
             modelDirectory: modelURL, manifest: source,
             manifestOptions: ManifestOptions(imageRoot: imageRoot.map { URL(fileURLWithPath: $0).standardizedFileURL },
-                                             defaultPrompt: prompt),
+                                             defaultPrompts: prompt, promptField: promptField),
             manifestDescription: description,
             outputDirectory: URL(fileURLWithPath: outputDir).standardizedFileURL)
         config.shardSize = shardSize

@@ -73,7 +73,7 @@ private func keys(_ line: String) throws -> [String] {
 
 @Test func errorKindsListIsTheDocumentedOne() throws {
     #expect(RecordErrorKind.all == ["missing_image", "unreadable_image", "image_too_large", "prompt_too_long",
-                                    "image_path_outside_root", "internal"])
+                                    "image_path_outside_root", "internal", "bad_sample", "corrupt_shard"])
     // docs/records.md documents every kind.
     let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("docs/records.md")
