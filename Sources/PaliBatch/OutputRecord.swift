@@ -1,6 +1,6 @@
 // One output record per job: a single JSON line of a shard. Key order is fixed (see docs/records.md):
 //
-//   {"id":"a1","image":"imgs/a1.jpg","prompt":"caption en","status":"ok","text":"a cat","tokens":[...],
+//   {"id":"a1","image":"imgs/a1.jpg","prompt":"caption en",["prompt_index":1,]"status":"ok","text":"a cat","tokens":[...],
 //    "logprob":-1.23,["token_logprobs":[...],]<task fields>,"error":null,"timings":{"vision_s":0.12,...},
 //    <manifest extras>}
 import Foundation
