@@ -1,6 +1,7 @@
 // The model's matrix products through each GEMM library this machine has, side by side:
 // our packed-weight kernels (Sources/CKernels/gemm.c), OpenBLAS's sgemm and oneDNN's f32 matmul
 // (weights reordered once into the layout oneDNN asks for, as a prepacked engine would keep them).
+// GEMM_BF16=1 packs our weights as BF16 (the rates are then of half the bytes).
 // Built and run by Launch/gemm-libraries.sh; prints one JSON object per (shape, M, library).
 //
 // Each product is C[M, N] = A[M, K] · Wᵀ with W [N, K] (PyTorch's Linear layout). Weights are
@@ -38,6 +39,7 @@ static void fill(float *p, size_t n, unsigned seed) {
 typedef struct { const char *name; int n, k; } shape_t;
 
 static int threads;
+static int wtype = PG_F32;   // our weights' element type: PG_BF16 with GEMM_BF16=1 (the libraries stay F32)
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 
@@ -55,17 +57,18 @@ static dnnl_stream_t stream;
     })
 
 // Our kernel, the output panels split evenly over the threads (as Parallel.forEachChunk does).
-static void ours_product(int kind, int m, int n, int k, const float *a, const float *w, float *c, int panels) {
+static void ours_product(int kind, int m, int n, int k, const float *a, const void *w, float *c, int panels) {
 #pragma omp parallel num_threads(threads)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        pg_gemm_packed(kind, m, n, k, a, k, w, NULL, c, n, panels * t / nt, panels * (t + 1) / nt);
+        pg_gemm_packed_w(kind, wtype, m, n, k, a, k, w, NULL, c, n, panels * t / nt, panels * (t + 1) / nt);
     }
 }
 
 int main(int argc, char **argv) {
     threads = argc > 1 ? atoi(argv[1]) : 2;
     const char *only = argc > 2 ? argv[2] : NULL;
+    if (getenv("GEMM_BF16")) wtype = PG_BF16;
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
     CHECK(dnnl_engine_create(&engine, dnnl_cpu, 0));
@@ -95,8 +98,8 @@ int main(int argc, char **argv) {
         float **ours = malloc(sizeof(float *) * copies);
         for (int i = 0; i < copies; i++) {
             ours[i] = aligned_alloc(64, (pc * 4 + 63) / 64 * 64);
-            pg_gemm_pack_rows(kind, PG_F32, PG_F32, w, k, k, 0, n, ours[i]);
-            pg_gemm_pack_pad(kind, PG_F32, n, k, ours[i]);
+            pg_gemm_pack_rows(kind, wtype, PG_F32, w, k, k, 0, n, ours[i]);
+            pg_gemm_pack_pad(kind, wtype, n, k, ours[i]);
         }
         // OpenBLAS: the [N, K] weight as it is.
         float **plain = malloc(sizeof(float *) * copies);
