@@ -64,53 +64,47 @@ private func decodedAgain(_ e: GEMMChoice.Entry) -> GEMMChoice.Entry {
     return try! GEMMChoice.decode(Data(text.utf8), machine: .current).values.first!
 }
 
+/// How many shapes a fresh reader of `file` (on `machine`) measures when asked for one [16, 8] F32 weight.
+private func measurementsAskingOnce(_ file: URL, on machine: GEMMChoice.Machine = .current) -> Int {
+    let choice = GEMMChoice(cacheFile: file, machine: machine)
+    _ = choice.entry(n: 16, k: 8, precision: .f32)
+    return choice.measurementCount
+}
+
 @Test func corruptCacheIsMeasuredAgainAndRewritten() throws {
     let file = try temporaryCacheFile()
     for junk in ["{\"format\": 1, \"machine\": ", "not json", "{\"format\": 2}", "[]"] {
         try Data(junk.utf8).write(to: file)
-        let choice = GEMMChoice(cacheFile: file)
-        _ = choice.entry(n: 16, k: 8, precision: .f32)
-        #expect(choice.measurementCount == 1, "cache '\(junk)'")
-        // Rewritten whole and valid: a fresh reader measures nothing.
-        let again = GEMMChoice(cacheFile: file)
-        _ = again.entry(n: 16, k: 8, precision: .f32)
-        #expect(again.measurementCount == 0)
+        #expect(measurementsAskingOnce(file) == 1, "cache '\(junk)'")
+        #expect(measurementsAskingOnce(file) == 0)   // rewritten whole and valid
     }
     // A rate that is not a positive number is corruption too.
     var text = try String(contentsOf: file, encoding: .utf8)
     let rate = try #require(text.range(of: #""1": [0-9.]+"#, options: .regularExpression))
     text.replaceSubrange(rate, with: "\"1\": -3")
     try Data(text.utf8).write(to: file)
-    let bad = GEMMChoice(cacheFile: file)
-    _ = bad.entry(n: 16, k: 8, precision: .f32)
-    #expect(bad.measurementCount == 1)
+    #expect(measurementsAskingOnce(file) == 1)
 }
 
 @Test func cacheFromAnotherCPUOrBuildIsMeasuredAgain() throws {
     let file = try temporaryCacheFile()
     var others: [GEMMChoice.Machine] = []
-    for change in 0..<4 {
+    for change in 0..<5 {
         var m = GEMMChoice.Machine.current
         switch change {
         case 0: m.cpu = "AMD EPYC 9B45 (family 26 model 2 stepping 1)"
         case 1: m.features = "avx2 fma"
         case 2: m.openblas = "OpenBLAS 0.3.28 DYNAMIC_ARCH SkylakeX"
+        case 3: m.onednn = m.onednn.isEmpty ? "oneDNN 3.5.0" : ""
         default: m.kernels += 1
         }
         others.append(m)
     }
     for other in others {
         try? FileManager.default.removeItem(at: file)
-        let theirs = GEMMChoice(cacheFile: file, machine: other)
-        _ = theirs.entry(n: 16, k: 8, precision: .f32)
-        #expect(theirs.measurementCount == 1)
-        let ours = GEMMChoice(cacheFile: file)
-        _ = ours.entry(n: 16, k: 8, precision: .f32)
-        #expect(ours.measurementCount == 1, "a cache from \(other) was trusted")
-        // …and it rewrote the file for this machine.
-        let next = GEMMChoice(cacheFile: file)
-        _ = next.entry(n: 16, k: 8, precision: .f32)
-        #expect(next.measurementCount == 0)
+        #expect(measurementsAskingOnce(file, on: other) == 1)
+        #expect(measurementsAskingOnce(file) == 1, "a cache from \(other) was trusted")
+        #expect(measurementsAskingOnce(file) == 0)   // …and it rewrote the file for this machine
     }
 }
 
