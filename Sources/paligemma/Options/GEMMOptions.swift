@@ -6,7 +6,7 @@ import PaliTensor
 /// `--gemm` and `--batch-invariant`: which matrix-product kernels the model's matrices use.
 struct GEMMOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
-        "Matrix-product kernel: auto (each matrix shape's fastest, timed once on this CPU and cached), or one of avx512, avx2, portable (ours), openblas (f32 matrices only).",
+        "Matrix-product kernel: auto (each matrix shape's fastest, timed once on this CPU and cached), or one of avx512, avx2, portable (ours), openblas, onednn (these two: f32 matrices only; oneDNN where libdnnl.so.2 is installed).",
         valueName: "auto|NAME"))
     var gemm: String = "auto"
 
@@ -18,6 +18,9 @@ struct GEMMOptions: ParsableArguments {
             throw ValidationError("--gemm \(gemm): expected auto or one of \(GEMMKernel.allCases.map(\.description).joined(separator: ", "))")
         }
         if case .fixed(let kernel) = policy, !kernel.isAvailable {
+            if kernel == .onednn {
+                throw ValidationError("--gemm onednn: oneDNN (libdnnl.so.2) could not be loaded: install it (Debian: apt-get install libdnnl2), or unset PALIGEMMA_NO_ONEDNN")
+            }
             throw ValidationError("--gemm \(gemm): this CPU cannot run it (it has: \(Machine.cpuFeatures))")
         }
         if batchInvariant, case .fixed(let kernel) = policy, !kernel.isBatchInvariant {
