@@ -59,11 +59,11 @@ import json, sys
 ours, ref = (json.load(open(p)) for p in sys.argv[1:3])
 assert (ours["vision_layers"], ours["text_layers"]) == (ref["vision_layers"], ref["text_layers"]), "shapes differ"
 assert ours["prefill"]["tokens"] == ref["prefill"]["tokens"], "prompt lengths differ"
-vb = next(k for k in ours["vision"] if k.startswith("images_per_s_batch") and not k.endswith("batch1"))
-b = vb.rsplit("batch", 1)[1]
+# The batched vision row, unless --vision-batch 1 (then there is only batch 1).
+vb = next((k for k in ours["vision"] if k.startswith("images_per_s_batch") and not k.endswith("batch1")), None)
 rows = [  # label, key path, unit, higher is better
     ("vision, batch 1", ("vision", "images_per_s_batch1"), "images/s", True),
-    (f"vision, batch {b}", ("vision", vb), "images/s", True),
+] + ([(f"vision, batch {vb.rsplit('batch', 1)[1]}", ("vision", vb), "images/s", True)] if vb else []) + [
     (f"prefill, {ours['prefill']['tokens']} tokens", ("prefill", "tokens_per_s"), "tokens/s", True),
     ("decode, batch 1", ("decode", "tokens_per_s_batch1"), "tokens/s", True),
     ("decode, batch 8", ("decode", "tokens_per_s_batch8"), "tokens/s", True),
@@ -82,7 +82,9 @@ for label, path, unit, higher in rows:
     a, r = get(ours, path), get(ref, path)
     ratio = a / r if higher else r / a
     print(f"{label:26s} {a:>9.3f} {unit:8s} {r:>9.3f} {unit:8s} {ratio:8.2f}x")
-fr = lambda d: (f"vision {d['vision']['fraction_of_sgemm_batch1']:.0%} (b1) / {d['vision'][f'fraction_of_sgemm_batch{b}']:.0%} (b{b}), "
+b = vb.rsplit("batch", 1)[1] if vb else None
+fr = lambda d: (f"vision {d['vision']['fraction_of_sgemm_batch1']:.0%} (b1)"
+                + (f" / {d['vision'][f'fraction_of_sgemm_batch{b}']:.0%} (b{b})" if b else "") + ", "
                 f"prefill {d['prefill']['fraction_of_sgemm']:.0%}")
 print(f"{'sgemm 2048^3 GFLOP/s':26s} {ours['sgemm_gflops']:>18.1f} {ref['sgemm_gflops']:>18.1f}")
 if 'openblas_sgemm_gflops' in ours:
