@@ -33,7 +33,6 @@ static struct {
 #undef X
     void (*omp_set_num_threads)(int);
     dnnl_engine_t engine;
-    dnnl_stream_t stream;
     int ok;
     char version[64];
 } dn;
@@ -50,10 +49,19 @@ static void dn_load(void) {
 #undef X
     dn.omp_set_num_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
     if (dn.dnnl_engine_create(&dn.engine, dnnl_cpu, 0) != dnnl_success) return;
-    if (dn.dnnl_stream_create(&dn.stream, dn.engine, dnnl_stream_default_flags) != dnnl_success) return;
     const dnnl_version_t *v = dn.dnnl_version();
     snprintf(dn.version, sizeof dn.version, "oneDNN %d.%d.%d", v->major, v->minor, v->patch);
     dn.ok = 1;
+}
+
+// A stream per thread: oneDNN streams must not be used by two threads at once, and in one process the
+// vision role and a decoder stage multiply at the same time (each on its own weights).
+static _Thread_local dnnl_stream_t tl_stream;
+
+static dnnl_stream_t stream(void) {
+    if (!tl_stream && dn.dnnl_stream_create(&tl_stream, dn.engine, dnnl_stream_default_flags) != dnnl_success)
+        tl_stream = NULL;
+    return tl_stream;
 }
 
 int pg_onednn_available(void) {
@@ -71,7 +79,7 @@ struct pg_onednn_weight {
     dnnl_memory_t w;
     pthread_mutex_t lock;
     struct {
-        int m, bias;
+        int m, bias, threads;   // a primitive's scratchpad is sized for the threads it was made with
         unsigned long used;
         dnnl_primitive_t p;
         dnnl_memory_t a, b, c, s;
@@ -134,8 +142,8 @@ pg_onednn_weight *pg_onednn_weight_create(int n, int k, const float *rows) {
     if (dn.dnnl_reorder_primitive_desc_create(&rpd, &user, dn.engine, &w->wmd, dn.engine, NULL) != dnnl_success) goto fail;
     if (dn.dnnl_primitive_create(&reorder, rpd) != dnnl_success) goto fail;
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, w->w}};
-    if (dn.dnnl_primitive_execute(reorder, dn.stream, 2, args) != dnnl_success) goto fail;
-    dn.dnnl_stream_wait(dn.stream);
+    if (!stream() || dn.dnnl_primitive_execute(reorder, stream(), 2, args) != dnnl_success) goto fail;
+    dn.dnnl_stream_wait(stream());
     dn.dnnl_primitive_destroy(reorder);
     dn.dnnl_primitive_desc_destroy(rpd);
     dn.dnnl_primitive_desc_destroy(pd);
@@ -180,8 +188,8 @@ int pg_onednn_weight_unpack(const pg_onednn_weight *w, float *rows) {
         ok = dn.dnnl_primitive_create(&reorder, rpd) == dnnl_success;
         if (ok) {
             dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, w->w}, {DNNL_ARG_TO, dst}};
-            ok = dn.dnnl_primitive_execute(reorder, dn.stream, 2, args) == dnnl_success;
-            dn.dnnl_stream_wait(dn.stream);
+            ok = stream() && dn.dnnl_primitive_execute(reorder, stream(), 2, args) == dnnl_success;
+            dn.dnnl_stream_wait(stream());
             dn.dnnl_primitive_destroy(reorder);
         }
         dn.dnnl_primitive_desc_destroy(rpd);
@@ -193,10 +201,12 @@ int pg_onednn_weight_unpack(const pg_onednn_weight *w, float *rows) {
 int pg_onednn_matmul(pg_onednn_weight *w, int m, const float *a, const float *bias, float *c, int threads) {
     if (m <= 0) return 1;
     pthread_mutex_lock(&w->lock);
+    // Before the primitive is made: oneDNN sizes its scratchpad for the OpenMP threads of this moment.
+    if (dn.omp_set_num_threads) dn.omp_set_num_threads(threads);
     const int hb = bias != NULL;
     int slot = -1, victim = 0;
     for (int i = 0; i < CACHE; i++) {
-        if (w->cache[i].p && w->cache[i].m == m && w->cache[i].bias == hb) { slot = i; break; }
+        if (w->cache[i].p && w->cache[i].m == m && w->cache[i].bias == hb && w->cache[i].threads == threads) { slot = i; break; }
         if (w->cache[i].used < w->cache[victim].used) victim = i;
     }
     if (slot < 0) {
@@ -229,6 +239,7 @@ int pg_onednn_matmul(pg_onednn_weight *w, int m, const float *a, const float *bi
         }
         w->cache[slot].m = m;
         w->cache[slot].bias = hb;
+        w->cache[slot].threads = threads;
     }
     w->cache[slot].used = ++w->clock;
     dn.dnnl_memory_set_data_handle(w->cache[slot].a, (void *)a);
@@ -243,9 +254,8 @@ int pg_onednn_matmul(pg_onednn_weight *w, int m, const float *a, const float *bi
         dn.dnnl_memory_set_data_handle(w->cache[slot].s, buf);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, w->cache[slot].s};
     }
-    if (dn.omp_set_num_threads) dn.omp_set_num_threads(threads);
-    int ok = dn.dnnl_primitive_execute(w->cache[slot].p, dn.stream, nargs, args) == dnnl_success;
-    dn.dnnl_stream_wait(dn.stream);
+    int ok = stream() && dn.dnnl_primitive_execute(w->cache[slot].p, stream(), nargs, args) == dnnl_success;
+    dn.dnnl_stream_wait(stream());
     pthread_mutex_unlock(&w->lock);
     return ok;
 }

@@ -140,7 +140,7 @@ public final class Generator: @unchecked Sendable {
                     continue
                 }
                 let token = samplers[i].next(rows, count: v)
-                let logprob = Double(rows[token]) - Softmax.logSumExp(rows, count: v)
+                let logprob = Softmax.logProbability(of: token, rows, count: v)
                 results[i].tokens.append(token)
                 results[i].tokenLogprobs.append(logprob)
                 results[i].logprob += logprob

@@ -190,7 +190,7 @@ public final class GemmaDecoder: @unchecked Sendable {
                     Attention.forward(q: q.data + row * h.queryWidth, qStride: h.queryWidth,
                                       k: kc, v: vc, kvStride: h.kvWidth, queries: s.tokens, keys: keys,
                                       heads: h.attention, scale: h.attentionScale, softcap: h.attentionSoftcap,
-                                      mask: m.baseAddress!, scratch: scratch.data,
+                                      mask: m.baseAddress!, scratch: scratch.data, scratchCount: scratch.count,
                                       out: attn.data + row * h.queryWidth, outStride: h.queryWidth)
                 }
                 row += s.tokens
@@ -212,6 +212,10 @@ public final class GemmaDecoder: @unchecked Sendable {
             }
             Elementwise.add(y.data, into: hidden.data, count: rows * d)
         }
+        // The kernels above get raw pointers (`.data`), which do not keep a tensor alive: without this,
+        // Swift may free `scratch` right after the last layer reads its pointer, while that layer's
+        // attention threads still write to it (found by AddressSanitizer; crashed 1 run in ~7).
+        withExtendedLifetime((y, q, k, v, attn, gate, up, scratch)) {}
         for s in steps { s.cache.length += s.tokens }
     }
 
@@ -228,7 +232,9 @@ public final class GemmaDecoder: @unchecked Sendable {
         }
         Norms.rmsNorm(picked.data, rows: selected.count, width: d, weight: finalNorm.data, eps: hyper.eps, into: picked.data)
         let out = Tensor(zeros: [selected.count, v])
-        Linear.forward(picked.data, rows: selected.count, inFeatures: d, weight: embedding, bias: nil, into: out.data)
+        withExtendedLifetime(picked) {   // a raw pointer does not keep `picked` alive through the product
+            Linear.forward(picked.data, rows: selected.count, inFeatures: d, weight: embedding, bias: nil, into: out.data)
+        }
         if let cap = hyper.finalSoftcap { Activations.softcap(out.data, count: out.count, cap: cap) }
         return out
     }

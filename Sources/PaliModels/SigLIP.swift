@@ -120,7 +120,8 @@ public final class SiglipVisionTower: @unchecked Sendable {
                 let q = qkv.data + img * h.tokens * 3 * d
                 Attention.forward(q: q, qStride: 3 * d, k: q + d, v: q + 2 * d, kvStride: 3 * d,
                                   queries: h.tokens, keys: h.tokens, heads: heads, scale: scale, softcap: nil,
-                                  mask: nil, scratch: scratch.data, out: attn.data + img * h.tokens * d, outStride: d)
+                                  mask: nil, scratch: scratch.data, scratchCount: scratch.count,
+                                  out: attn.data + img * h.tokens * d, outStride: d)
             }
             Linear.forward(attn.data, rows: rows, inFeatures: d, weight: layer.ow, bias: layer.ob.data, into: y.data)
             Elementwise.add(y.data, into: x.data, count: rows * d)
@@ -134,6 +135,8 @@ public final class SiglipVisionTower: @unchecked Sendable {
             record?(x.reshaped([b, h.tokens, d]))
         }
         Norms.layerNorm(x.data, rows: rows, width: d, gamma: postLNWeight.data, beta: postLNBias.data, eps: h.eps, into: y.data)
+        // Raw pointers do not keep tensors alive (see GemmaDecoder.forward): the scratch tensors live to here.
+        withExtendedLifetime((x, qkv, attn, hidden, scratch)) {}
         return y.reshaped([b, h.tokens, d])
     }
 }

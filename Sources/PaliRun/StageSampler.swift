@@ -96,7 +96,7 @@ final class StageSampler {
             } else {
                 let token = state.sampler.next(rows, count: v)
                 state.tokens.append(Int32(token))
-                state.tokenLogprobs.append(Double(rows[token]) - Softmax.logSumExp(rows, count: v))
+                state.tokenLogprobs.append(Softmax.logProbability(of: token, rows, count: v))
                 done = stopIDs.contains(token) || state.tokens.count >= state.parameters.maxNewTokens
                 updates.append(TokenUpdate(id: slice.id, token: Int32(token), finished: done))
             }

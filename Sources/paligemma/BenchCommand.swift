@@ -169,6 +169,7 @@ struct BenchCommand: ParsableCommand {
         for _ in 0..<max(1, repeats) {
             let checkpoint = try Checkpoint(directory: dir)
             checkpoint.weightsMode = weights
+            checkpoint.gemm = gemm.policy
             let start = DispatchTime.now()
             let model = try PaliGemmaModel(hyper: bundle.hyper, weights: checkpoint)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9

@@ -1,6 +1,7 @@
 // The packed-weight GEMM (CKernels) against the double-precision reference, for every kernel this CPU
 // runs (portable C everywhere; AVX2 and AVX-512 where present), on shapes that hit every edge: short
 // row panels, partial column panels, several K blocks (256), several row blocks (384), bias or none.
+import Dispatch
 import Testing
 @testable import PaliTensor
 
@@ -168,4 +169,21 @@ func stackedPartsInPiecesEqualOneMatrix(kernel: GEMMKernel) throws {
     let f16 = try PackedWeight(stacking: [HalfRows(bits: halfBits, rowCount: 20, columnCount: k, element: .f16)],
                            precision: .f32, kernel: kernel)
     #expect(f16.unpacked().scalars == halfBits.map { Float(Float16(bitPattern: $0)) })
+}
+
+// The vision role and a decoder stage of one process multiply at the same time, each on its own
+// weights: every library must allow that (oneDNN's streams must not be shared between threads).
+@Test(arguments: kernelsHere)
+func productsOnSeveralThreadsAtOnceEqualOneByOne(kernel: GEMMKernel) {
+    var rng = SeededRandom(seed: 23)
+    let (m, n, k) = (37, 70, 300)
+    let weights = (0..<4).map { _ in PackedWeight(Tensor(shape: [n, k], values: randomFloats(n * k, &rng)), kernel: kernel) }
+    let x = Tensor(shape: [m, k], values: randomFloats(m * k, &rng))
+    let alone = weights.map { Linear.forward(x, weight: $0).scalars }
+    let together = UnsafeMutableBufferPointer<[Float]>.allocate(capacity: 4 * 8)
+    defer { together.deallocate() }
+    DispatchQueue.concurrentPerform(iterations: 4 * 8) { i in
+        (together.baseAddress! + i).initialize(to: Linear.forward(x, weight: weights[i % 4]).scalars)
+    }
+    for i in 0..<(4 * 8) { #expect(together[i] == alone[i % 4], "\(kernel) call \(i)") }
 }

@@ -35,13 +35,13 @@ public enum Attention {
     }
 
     /// Heads are split over `Parallel.threads` threads (each with its own T × S block of `scratch`,
-    /// sized by `scratchCount` beforehand); every head's arithmetic is the same whatever the split.
+    /// sized by `scratchCount` beforehand, and given here as `scratchCount` floats); every head's arithmetic is the same whatever the split.
     public static func forward(
         q: UnsafePointer<Float>, qStride: Int,
         k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
         queries t: Int, keys s: Int, heads: AttentionHeads,
         scale: Float, softcap: Float?, mask: UnsafePointer<Float>?,
-        scratch: UnsafeMutablePointer<Float>,
+        scratch: UnsafeMutablePointer<Float>, scratchCount: Int = .max,
         out: UnsafeMutablePointer<Float>, outStride: Int
     ) {
         /// Heads `headRange`, with one thread's block of scratch.
@@ -82,8 +82,11 @@ public enum Attention {
 
         let count = heads.heads
         // A thread is worth it from about 64k multiply-adds of attention.
-        let parts = min(max(1, Parallel.threads), count, max(1, t * s * heads.headDim * count / (1 << 16)))
         let perThread = perThreadScratch(queries: t, keys: s, headDim: heads.headDim)
+        // No more parts than `scratchCount` has blocks for, should `Parallel.threads` have grown since
+        // the scratch was sized (tests change it while others run).
+        let parts = min(max(1, Parallel.threads), count, max(1, t * s * heads.headDim * count / (1 << 16)),
+                        max(1, scratchCount / max(perThread, 1)))
         if parts == 1 {
             run(0..<count, scratch)
         } else {

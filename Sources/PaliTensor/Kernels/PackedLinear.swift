@@ -165,7 +165,10 @@ public final class PackedWeight: @unchecked Sendable {
                 for lo in stride(from: 0, to: part.rowCount, by: piece) {
                     let hi = min(part.rowCount, lo + piece)
                     try part.withRows(lo..<hi) { src in
-                        pg_convert_to_f32(part.element.code, src, (hi - lo) * k, rows.data + (row0 + lo) * k)
+                        Parallel.forEachChunk(hi - lo, grain: max(1, (1 << 18) / max(k, 1))) { r in
+                            pg_convert_to_f32(part.element.code, src + r.lowerBound * k * part.element.byteSize,
+                                              r.count * k, rows.data + (row0 + lo + r.lowerBound) * k)
+                        }
                     }
                     progress?((hi - lo) * rowBytes)
                 }

@@ -39,6 +39,11 @@ public enum Softmax {
         while i < n { total += Double(expf(x[i] - m)); i += 1 }
         return Double(m) + Foundation.log(total)
     }
+
+    /// log softmax(x)[token]: the log-probability of `token` under logits x of n entries.
+    public static func logProbability(of token: Int, _ x: UnsafePointer<Float>, count n: Int) -> Double {
+        Double(x[token]) - logSumExp(x, count: n)
+    }
 }
 
 extension Reference {
