@@ -269,7 +269,7 @@ public enum BatchRun {
                 context.weightBytes = worker.stage.decoder.packedBytes
                 try worker.run()
             }
-            try transport.flush()
+            try context.finishShutdown(timeout: max(60, context.peerTimeout))
             return 0
         } catch {
             transport.abort("\(role): \(error)")

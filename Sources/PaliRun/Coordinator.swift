@@ -144,7 +144,7 @@ final class Coordinator {
             let name = StopSignal.name(interrupted)
             context.logger.notice(.init(stringLiteral: "\(name): stopped with \(dispatched.count) job(s) unfinished; every complete shard is on disk "
                 + "(\(writer.shardsCompleted.count) written by this run). Rerun the same command to resume."))
-            try shutdownWorkers(code: 1, reason: "\(name) received", wait: 5)
+            try shutdownWorkers(code: 1, reason: "\(name) received", wait: 30)
             try writeStats(outcome: "interrupted", extra: [("signal", .string(name))])
             return 128 + interrupted
         }
@@ -346,20 +346,33 @@ final class Coordinator {
 
     // MARK: End
 
-    /// Tells every worker to stop and collects their final stats (waiting up to `wait` seconds).
+    /// Tells every worker to stop and collects their final stats (waiting up to `wait` seconds), in two
+    /// phases. A worker that stops still has sends under way (a vision rank that was in the middle of a
+    /// batch sends its embeddings after the stop), and a large send completes only when its receiver
+    /// takes it: a receiver that went on to MPI_Finalize would leave the sender waiting until its flush
+    /// timed out and aborted the job. So each worker completes its own sends while it keeps receiving,
+    /// reports that with a `ShutdownMessage` of its own (`RankContext.finishShutdown`) and keeps receiving
+    /// until every worker has done so: then this second `ShutdownMessage` releases them all.
     private func shutdownWorkers(code: Int64, reason: String, wait: Double) throws {
         let workers = Array(1..<layout.worldSize)
         for rank in workers { try context.transport.send(ShutdownMessage(code: code, reason: reason), to: rank) }
-        var pending = Set(workers)
+        var pendingStats = Set(workers), pendingSends = Set(workers)
         let deadline = MonotonicClock.now() + wait
-        while !pending.isEmpty, MonotonicClock.now() < deadline {
+        while !(pendingStats.isEmpty && pendingSends.isEmpty), MonotonicClock.now() < deadline {
             guard let (source, message) = try context.transport.receive(timeout: 0.05) else { continue }
             context.forget(source)
             if message.kind == .stats, let stats = try? StatsMessage(message), stats.isFinal {
                 workerStats[source] = stats.values
-                pending.remove(source)
+                pendingStats.remove(source)
+            } else if message.kind == .shutdown {
+                pendingSends.remove(source)
             }
         }
+        if !pendingSends.isEmpty {
+            context.logger.warning(.init(stringLiteral: "rank(s) \(pendingSends.sorted().map(String.init).joined(separator: ", ")) "
+                + "did not complete their sends within \(Int(wait)) s of the stop"))
+        }
+        for rank in workers { try context.transport.send(ShutdownMessage(code: code, reason: "released"), to: rank) }
         for rank in workers { context.forget(rank) }
     }
 

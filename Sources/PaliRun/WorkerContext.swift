@@ -126,6 +126,22 @@ final class RankContext {
 
     func forget(_ peer: Int) { monitor.forget(peer) }
 
+    /// A worker's end, after its role stopped on the coordinator's `ShutdownMessage` (and sent its final
+    /// stats): completes this rank's sends while receiving whatever comes meanwhile (`flush`), tells the
+    /// coordinator with a `ShutdownMessage`, then keeps receiving (and dropping) messages until the
+    /// coordinator's second `ShutdownMessage` says every worker's sends are complete, or `timeout`
+    /// seconds have passed. Only then may this rank go on to MPI_Finalize: a peer whose large send to it
+    /// was still under way would otherwise wait for ever (`Coordinator.shutdownWorkers`).
+    func finishShutdown(timeout: Double) throws {
+        try transport.flush()
+        try transport.send(ShutdownMessage(reason: "sends complete"), to: 0)
+        let deadline = MonotonicClock.now() + timeout
+        while MonotonicClock.now() < deadline {
+            if let (source, message) = try transport.receive(timeout: 0.05), source == 0, message.kind == .shutdown { break }
+        }
+        try transport.flush()
+    }
+
     /// Sends this rank's final counters to the coordinator.
     func sendFinalStats(_ values: [String: Double]) throws {
         var all = values

@@ -349,6 +349,44 @@ struct RunJobTests {
         #expect(ws.stats()?["outcome"] as? String == "complete")
     }
 
+    /// Regression (issue 15, seen under Slurm and plain mpirun): a vision rank in the middle of a batch
+    /// when the job is stopped sends its embeddings after decoder stage 0 has stopped. Stage 0 went
+    /// straight on to MPI_Finalize, so that send (larger than Open MPI's 4 KiB shared-memory eager limit:
+    /// the demo model's embeddings are 49 × 192 floats) was never taken; the vision rank's flush timed
+    /// out after 60 s and it aborted the job (exit 1, not 138). Workers now complete their sends and
+    /// keep receiving until the coordinator releases them all (`Coordinator.shutdownWorkers`).
+    @Test func sigusr1WhileAVisionRankIsMidBatchStopsCleanly() throws {
+        try #require(Self.hasMPI, "mpirun is not installed")
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let count = 40
+        try ws.write(ws.goodJobs(count))
+        let demo = repository.appendingPathComponent("models/paligemma-shapes")
+        let arguments = ["--model", demo.path, "--manifest", ws.manifest.path, "--output-dir", ws.output.path,
+                         "--max-tokens", "4", "--shard-size", "2", "--vision-batch", "1"]
+        // Each vision batch (one image) sleeps 1 s, so the vision rank is almost always mid-batch, and
+        // the decoder waits on it.
+        let job = try Job(np: 3, arguments: arguments, environment: ["PALIGEMMA_TEST_SLOW_VISION": "1"])
+        let firstShard = ws.output.appendingPathComponent("shard-00000.jsonl").path
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, job.process.isRunning, !FileManager.default.fileExists(atPath: firstShard) {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        try #require(job.process.isRunning, "the run ended before the signal")
+        let sent = Date()
+        _ = kill(job.process.processIdentifier, SIGUSR1)
+        let outcome = job.wait(timeout: 120)
+        #expect(outcome.status == 128 + SIGUSR1, "exit \(outcome.status), not 138:\n\(outcome.output)")
+        #expect(Date().timeIntervalSince(sent) < 15, "stops within seconds, not at a flush timeout")
+        #expect(!outcome.output.contains("aborts the job"), "no rank aborted:\n\(outcome.output)")
+        let partial = try ws.records()
+        #expect(!partial.isEmpty && partial.count < count, "\(partial.count) records")
+        let stats = ws.stats()
+        #expect(stats?["outcome"] as? String == "interrupted", "stats.json: \(String(describing: stats))")
+        #expect((stats?["records"] as? [String: Any])?["processed"] as? Int == partial.count)
+    }
+
     /// np 1 (one process, no launcher): SIGTERM at any moment ends the run within seconds, never ignored.
     /// Once run.json is on disk the stop is always the graceful one (exit 143, shards completed,
     /// stats.json "interrupted"); before that the signal may also come before the handlers exist, and
