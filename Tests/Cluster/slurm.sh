@@ -49,8 +49,9 @@ if ((${#missing[@]})); then
     fi
     export DEBIAN_FRONTEND=noninteractive
     installed=0
-    if apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then installed=1
-    elif timeout 300 apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    if timeout 600 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then installed=1
+    elif timeout 300 apt-get update -qq &&
+         timeout 600 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
         installed=1
     fi
     if [ -n "$policy" ]; then rm -f "$policy"; fi
@@ -67,7 +68,7 @@ command -v python3 >/dev/null || fail "python3 is missing (it checks the records
 bin=${PALIGEMMA:-}
 if [ -z "$bin" ]; then
     say "building the release binary (PALIGEMMA=path skips this)"
-    swift build -c release --product paligemma >/dev/null
+    timeout 3600 swift build -c release --product paligemma >/dev/null
     bin=$repo/.build/release/paligemma
 fi
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
@@ -138,13 +139,16 @@ fi
 
 # -- a one-node cluster (docs/operations.md, section 4) --------------------------------------------
 host=$(hostname -s)
+# A host name that does not resolve gets the loopback address (Slurm's daemons reach each other by name).
+controller=$host node_address=""
+if ! getent hosts "$host" >/dev/null; then controller="$host(127.0.0.1)" node_address="NodeAddr=127.0.0.1"; fi
 cpus=$(nproc)
 memory_mb=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.8 }' /proc/meminfo)
 mkdir -p "$work/state" "$work/spool"
 export SLURM_CONF=$work/slurm.conf
 cat > "$SLURM_CONF" <<EOF
 ClusterName=ci
-SlurmctldHost=$host
+SlurmctldHost=$controller
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -164,7 +168,7 @@ JobRequeue=1
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-NodeName=$host CPUs=$cpus RealMemory=$memory_mb State=UNKNOWN
+NodeName=$host $node_address CPUs=$cpus RealMemory=$memory_mb State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 slurmctld -f "$SLURM_CONF"
@@ -184,7 +188,7 @@ run_flags=(--max-tokens 24 --shard-size 4 --progress-interval 5)
 export PALIGEMMA_BATCH_INVARIANT=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none PALIGEMMA_CACHE_DIR=$work/cache
 t=$SECONDS
-"$bin" run --model "$model" --manifest "$manifest" --output-dir "$work/reference" "${run_flags[@]}" \
+timeout 300 "$bin" run --model "$model" --manifest "$manifest" --output-dir "$work/reference" "${run_flags[@]}" \
     > "$work/reference.log" 2>&1 || fail "the one-process reference run failed (see $work/reference.log)"
 say "one-process reference run: $((SECONDS - t)) s"
 
