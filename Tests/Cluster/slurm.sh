@@ -234,7 +234,15 @@ run_variant() {
                  "$repo/Cluster/slurm/paligemma.sbatch" "${run_flags[@]}")
     jobs_submitted+=("$job")
     say "$launcher: job $job submitted"
-    first_shard() { compgen -G "$out/shard-*.jsonl" >/dev/null; }
+    first_shard() {
+        compgen -G "$out/shard-*.jsonl" >/dev/null && return 0
+        local state
+        state=$(job_field "$job" JobState)
+        case $state in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY)
+            fail "job $job ($launcher) ended $state before its first shard (log: $log)" ;;
+        esac
+        return 1
+    }
     wait_for 120 "complete shard of job $job ($launcher)" first_shard
     scancel --signal=USR1 --batch "$job"
     say "$launcher: SIGUSR1 sent to the batch script of job $job ($(ls "$out"/shard-*.jsonl | wc -l) shards so far)"
