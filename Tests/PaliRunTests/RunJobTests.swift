@@ -315,15 +315,15 @@ struct RunJobTests {
         let count = 1500
         try ws.write(ws.goodJobs(count))
         let arguments = ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path, "--output-dir", ws.output.path,
-                         "--max-tokens", "6", "--shard-size", "10000"]
+                         "--max-tokens", "6", "--shard-size", "50"]
         let job = try Job(np: 3, arguments: arguments)
-        // Once the coordinator is at work (run.json written), let it process a little, then signal.
-        let runJSON = ws.output.appendingPathComponent("run.json").path
+        // Signal once records are flowing (the first shard is complete), not after a fixed delay: on a
+        // loaded machine the ranks may still be loading half a second after run.json appears.
+        let firstShard = ws.output.appendingPathComponent("shard-00000.jsonl").path
         let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline, job.process.isRunning, !FileManager.default.fileExists(atPath: runJSON) {
+        while Date() < deadline, job.process.isRunning, !FileManager.default.fileExists(atPath: firstShard) {
             Thread.sleep(forTimeInterval: 0.01)
         }
-        Thread.sleep(forTimeInterval: 0.5)
         try #require(job.process.isRunning, "the run ended before the signal; use more jobs")
         let sent = Date()
         if target == "mpirun" {
@@ -336,7 +336,7 @@ struct RunJobTests {
         #expect(Date().timeIntervalSince(sent) < 15, "stops promptly")
         #expect(outcome.output.contains("SIGUSR1 received"), "rank 0 saw the signal:\n\(outcome.output)")
         let partial = try ws.records()
-        #expect(!partial.isEmpty && partial.count < count, "the partial shard (\(partial.count) records) was completed")
+        #expect(partial.count >= 50 && partial.count < count, "complete shards and the partial one are kept (\(partial.count) records)")
         let stats = ws.stats()
         #expect(stats?["outcome"] as? String == "interrupted" && stats?["signal"] as? String == "SIGUSR1",
                 "stats.json: \(String(describing: stats))")
