@@ -14,6 +14,7 @@
 //   stats       sequence, isFinal, values                                 -
 //   shutdown    code, reason                                              -
 //   heartbeat   sequence, sentAt                                          -
+//   trace       isFinal, host, clock, starts, durations, kinds, a, b, c   -
 import Foundation
 
 /// A typed pipeline message: converts to and from the `Message` envelope of its kind.
@@ -416,6 +417,48 @@ public struct HeartbeatMessage: HeaderOnlyMessage, Equatable {
 
     public init(sequence: Int64, sentAt: Double) {
         self.sequence = sequence; self.sentAt = sentAt
+    }
+}
+
+// MARK: - trace
+
+/// Worker → coordinator (`run --trace`): a chunk of the sender's timeline, in the sender's own
+/// `MonotonicClock` (nanoseconds), and what the coordinator needs to put it on rank 0's clock.
+/// Event `i` is `kinds[i]` from `starts[i]` for `durations[i]` ns with arguments `a[i]`, `b[i]`, `c[i]`
+/// (their meaning depends on the kind: PaliRun's `TraceEventKind`).
+public struct TraceMessage: HeaderOnlyMessage, Equatable {
+    public static let kind = MessageKind.trace
+    /// True for the last chunk a rank sends (at shutdown).
+    public var isFinal: Bool
+    /// The sender's host name (ranks on the host of rank 0 share its clock).
+    public var host: String
+    /// The smallest `receive time − sentAt` of the heartbeats the sender got from rank 0 (seconds,
+    /// sender's clock minus rank 0's clock plus the latency); nil before any came.
+    public var clock: Double?
+    public var starts: [Int64]
+    public var durations: [Int64]
+    public var kinds: [UInt8]
+    public var a: [Int32]
+    public var b: [Int32]
+    public var c: [Int32]
+
+    public init(isFinal: Bool, host: String, clock: Double?, starts: [Int64], durations: [Int64], kinds: [UInt8],
+                a: [Int32], b: [Int32], c: [Int32]) {
+        self.isFinal = isFinal; self.host = host; self.clock = clock
+        self.starts = starts; self.durations = durations; self.kinds = kinds; self.a = a; self.b = b; self.c = c
+    }
+
+    public var count: Int { starts.count }
+
+    public func validate() throws {
+        let n = starts.count
+        guard [durations.count, kinds.count, a.count, b.count, c.count].allSatisfy({ $0 == n }) else {
+            throw TransportError.invalidMessage(kind: Self.kind, reason: "event columns of different lengths (\(n) starts, "
+                + "\(durations.count) durations, \(kinds.count) kinds, \(a.count)/\(b.count)/\(c.count) arguments)")
+        }
+        guard durations.allSatisfy({ $0 >= 0 }) else {
+            throw TransportError.invalidMessage(kind: Self.kind, reason: "a negative duration")
+        }
     }
 }
 

@@ -43,6 +43,9 @@ let typedSamples: [any PipelineMessage] = [
     ShutdownMessage(code: 0, reason: "done"),
     ShutdownMessage(code: 2, reason: "rank 3 is silent"),
     HeartbeatMessage(sequence: 77, sentAt: 12345.678),
+    TraceMessage(isFinal: false, host: "node-ß", clock: -0.25, starts: [1, 9_000_000_000_000], durations: [0, 5],
+                 kinds: [1, 7], a: [0, -1], b: [3, 4], c: [.max, 0]),
+    TraceMessage(isFinal: true, host: "", clock: nil, starts: [], durations: [], kinds: [], a: [], b: [], c: []),
 ]
 
 private func roundTrip<M: PipelineMessage & Equatable>(_ sample: M) throws {
@@ -67,6 +70,7 @@ func everyKindRoundTrips(index: Int) throws {
     case let m as StatsMessage: try roundTrip(m)
     case let m as ShutdownMessage: try roundTrip(m)
     case let m as HeartbeatMessage: try roundTrip(m)
+    case let m as TraceMessage: try roundTrip(m)
     default: Issue.record("sample \(index) has no round-trip case")
     }
 }
@@ -89,7 +93,7 @@ func everyKindRoundTrips(index: Int) throws {
     let message = Message(kind: .tokens, header: Array("{}".utf8), floats: [1.5, 2])
     let bytes = WireFormat.encode(message)
     #expect(Array(bytes[0..<4]) == Array("PGPL".utf8))
-    #expect(bytes[4] == WireFormat.version && WireFormat.version == 3)
+    #expect(bytes[4] == WireFormat.version && WireFormat.version == 4)
     #expect(bytes[5] == MessageKind.tokens.rawValue)
     #expect(bytes.count == 32 + 2 * 4 + 2)
     // Little-endian counts, the floats right after the frame, then the header.
@@ -206,6 +210,14 @@ private func invalidReason<M: PipelineMessage>(_ type: M.Type, _ message: Messag
     // Token log-probs for another number of tokens.
     let scores = ResultMessage(jobID: 1, tokenIDs: [4, 5], tokenLogprobs: [-1], logprob: -1).message
     #expect(invalidReason(ResultMessage.self, scores)?.contains("log-probs") == true)
+
+    // Trace columns of different lengths, a negative duration.
+    let ragged = TraceMessage(isFinal: false, host: "h", clock: nil, starts: [1, 2], durations: [1], kinds: [1, 1],
+                              a: [0, 0], b: [0, 0], c: [0, 0]).message
+    #expect(invalidReason(TraceMessage.self, ragged)?.contains("different lengths") == true)
+    let backwards = TraceMessage(isFinal: false, host: "h", clock: nil, starts: [1], durations: [-1], kinds: [1],
+                                 a: [0], b: [0], c: [0]).message
+    #expect(invalidReason(TraceMessage.self, backwards)?.contains("negative duration") == true)
 
     // Floats on a kind without a payload.
     var job = JobMessage(jobID: 1, imagePath: "a.jpg", promptIDs: [], parameters: greedyParameters).message
