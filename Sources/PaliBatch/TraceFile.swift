@@ -80,7 +80,7 @@ public enum TraceFile {
     public static let busy = "busy", idle = "idle", send = "send", load = "load", setup = "setup"
 
     /// The trace document of `tracks` (sorted by rank); `notes` go to "otherData".
-    public static func json(_ tracks: [TraceTrack], notes: [(String, String)] = []) -> String {
+    public static func json(_ tracks: [TraceTrack], notes: [(String, String)] = []) -> [UInt8] {
         var out = "{\"displayTimeUnit\":\"ms\",\"otherData\":{"
         var first = true
         func member(_ key: String, _ value: String) {
@@ -101,63 +101,99 @@ public enum TraceFile {
         }
         for (key, value) in notes { member(key, value) }
         out += "},\"traceEvents\":[\n"
+        // The events, as bytes (a String grown by many small appends is copied over and over); names and
+        // categories are escaped once each.
+        var bytes = [UInt8](out.utf8)
+        bytes.reserveCapacity(bytes.count + 160 * tracks.reduce(0) { $0 + $1.spans.count + 4 })
+        var escaped: [String: [UInt8]] = [:]
+        func quoted(_ text: String) -> [UInt8] {
+            if let known = escaped[text] { return known }
+            var e = ""
+            JSONValue.encodeString(text, into: &e)
+            let made = [UInt8](e.utf8)
+            escaped[text] = made
+            return made
+        }
         var firstEvent = true
-        func event(_ text: String) {
-            if !firstEvent { out += ",\n" }
+        func separate() {
+            if !firstEvent { bytes.append(contentsOf: ",\n".utf8) }
             firstEvent = false
-            out += text
         }
         for t in tracks.sorted(by: { $0.rank < $1.rank }) {
-            var name = ""
+            var name = "", labels = ""
             JSONValue.encodeString(t.label, into: &name)
-            event("{\"ph\":\"M\",\"pid\":\(t.rank),\"tid\":0,\"name\":\"process_name\",\"args\":{\"name\":\(name)}}")
-            event("{\"ph\":\"M\",\"pid\":\(t.rank),\"tid\":0,\"name\":\"process_sort_index\",\"args\":{\"sort_index\":\(t.rank)}}")
-            event("{\"ph\":\"M\",\"pid\":\(t.rank),\"tid\":0,\"name\":\"thread_name\",\"args\":{\"name\":\"main loop\"}}")
-            var labels = ""
             JSONValue.encodeString(t.labels, into: &labels)
-            event("{\"ph\":\"M\",\"pid\":\(t.rank),\"tid\":0,\"name\":\"process_labels\",\"args\":{\"labels\":\(labels)}}")
+            for text in ["{\"ph\":\"M\",\"pid\":\(t.rank),\"tid\":0,\"name\":\"process_name\",\"args\":{\"name\":\(name)}}",
+                         "{\"ph\":\"M\",\"pid\":\(t.rank),\"tid\":0,\"name\":\"process_sort_index\",\"args\":{\"sort_index\":\(t.rank)}}",
+                         "{\"ph\":\"M\",\"pid\":\(t.rank),\"tid\":0,\"name\":\"thread_name\",\"args\":{\"name\":\"main loop\"}}",
+                         "{\"ph\":\"M\",\"pid\":\(t.rank),\"tid\":0,\"name\":\"process_labels\",\"args\":{\"labels\":\(labels)}}"] {
+                separate()
+                bytes.append(contentsOf: text.utf8)
+            }
+            let head = [UInt8]("{\"ph\":\"X\",\"pid\":\(t.rank),\"tid\":0,\"name\":".utf8)
             for s in t.spans {
-                if !firstEvent { out += ",\n" }
-                firstEvent = false
-                out += "{\"ph\":\"X\",\"pid\":\(t.rank),\"tid\":0,\"name\":"
-                JSONValue.encodeString(s.name, into: &out)
-                out += ",\"cat\":"
-                JSONValue.encodeString(s.category, into: &out)
-                out += ",\"ts\":"
-                appendMicroseconds(s.start, to: &out)
-                out += ",\"dur\":"
-                appendMicroseconds(s.duration, to: &out)
+                separate()
+                bytes.append(contentsOf: head)
+                bytes.append(contentsOf: quoted(s.name))
+                bytes.append(contentsOf: ",\"cat\":".utf8)
+                bytes.append(contentsOf: quoted(s.category))
+                bytes.append(contentsOf: ",\"ts\":".utf8)
+                appendMicroseconds(s.start, to: &bytes)
+                bytes.append(contentsOf: ",\"dur\":".utf8)
+                appendMicroseconds(s.duration, to: &bytes)
                 if !s.args.isEmpty {
-                    out += ",\"args\":{"
+                    bytes.append(contentsOf: ",\"args\":{".utf8)
                     for (i, (key, value)) in s.args.enumerated() {
-                        if i > 0 { out += "," }
-                        out += "\"\(key)\":\(value)"
+                        if i > 0 { bytes.append(UInt8(ascii: ",")) }
+                        bytes.append(contentsOf: quoted(key))
+                        bytes.append(UInt8(ascii: ":"))
+                        appendInteger(value, to: &bytes)
                     }
-                    out += "}"
+                    bytes.append(UInt8(ascii: "}"))
                 }
-                out += "}"
+                bytes.append(UInt8(ascii: "}"))
             }
         }
-        out += "\n]}\n"
-        return out
+        bytes.append(contentsOf: "\n]}\n".utf8)
+        return bytes
+    }
+
+    static func appendInteger(_ value: Int64, to out: inout [UInt8]) {
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var m = value.magnitude
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var n = 0
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[n] = UInt8(ascii: "0") + UInt8(m % 10)
+                m /= 10
+                n += 1
+            } while m > 0
+            for i in stride(from: n - 1, through: 0, by: -1) { out.append(d[i]) }
+        }
     }
 
     /// Microseconds with nanosecond digits (three decimals), without Foundation's formatter.
-    static func appendMicroseconds(_ us: Double, to out: inout String) {
+    static func appendMicroseconds(_ us: Double, to out: inout [UInt8]) {
         let ns = Int64((us * 1000).rounded())
-        let negative = ns < 0, m = negative ? -ns : ns
-        if negative { out += "-" }
-        out += String(m / 1000)
+        if ns < 0 { out.append(UInt8(ascii: "-")) }
+        let m = Int64(ns.magnitude)
+        appendInteger(m / 1000, to: &out)
         let frac = m % 1000
         if frac != 0 {
-            out += frac < 10 ? ".00" : frac < 100 ? ".0" : "."
-            out += String(frac)
+            out.append(UInt8(ascii: "."))
+            if frac < 100 { out.append(UInt8(ascii: "0")) }
+            if frac < 10 { out.append(UInt8(ascii: "0")) }
+            appendInteger(frac, to: &out)
         }
     }
 
-    /// Writes the trace of `tracks` to `url` atomically (a temporary file beside it, then renamed).
+    /// Writes the trace of `tracks` to `url` atomically (a temporary file beside it, then renamed; not
+    /// synced to disk: it is a diagnostic, and a sync would cost more than the rest of the write).
     public static func write(_ tracks: [TraceTrack], notes: [(String, String)] = [], to url: URL) throws {
-        try DurableFile.replace(url, with: json(tracks, notes: notes))
+        try Data(json(tracks, notes: notes)).write(to: url, options: .atomic)
     }
 
     // MARK: Reading

@@ -299,7 +299,9 @@ public struct TimelineSection {
         h += "<div class=\"timeline\">\n"
         h += axis(span: span)
         for track in tracks {
-            let busy = track.busyFraction.map { String(format: "busy %.1f%%", 100 * $0) } ?? "no busy or idle spans"
+            // Rank 0 only coordinates: it has idle waits but no busy spans (stats.json does not count it either).
+            let busy = track.spans.contains { $0.category == TraceFile.busy }
+                ? track.busyFraction.map { String(format: "busy %.1f%%", 100 * $0) } ?? "" : "no busy spans"
             h += "<div class=\"lane-label\">\(esc(track.label)) · \(busy)\(track.complete ? "" : " · <b>incomplete</b>")"
             if let u = track.clockUncertainty, u > 0 { h += String(format: " · clock ±%.3f ms", u * 1e3) }
             h += "</div>\n"

@@ -129,7 +129,7 @@ final class Coordinator {
                         let stats = try StatsMessage(message)
                         workerStats[source] = stats.values
                     case .trace:
-                        traces?.add(try TraceMessage(message), from: source)
+                        try traces?.receive(message, from: source)
                     default:
                         throw unexpected(message, from: source, at: context)
                     }
@@ -188,8 +188,12 @@ final class Coordinator {
         do {
             let start = MonotonicClock.now()
             let events = try traces.write(own: own, outcome: outcome)
-            context.logger.notice(.init(stringLiteral: "timeline written to \(traces.url.path): \(events) events in "
-                + String(format: "%.3f s", MonotonicClock.now() - start) + " (open it in ui.perfetto.dev, or `paligemma report --trace`)"))
+            let writing = MonotonicClock.now() - start
+            let workers = workerStats.values.compactMap { $0["trace_seconds"] }
+            context.logger.notice(.init(stringLiteral: "timeline written to \(traces.url.path): \(events) events; gathering took "
+                + String(format: "%.3f s on rank 0 (receiving %.3f s, writing %.3f s), at most %.3f s on a worker",
+                         traces.receiveSeconds + writing, traces.receiveSeconds, writing, workers.max() ?? 0)
+                + " (open it in ui.perfetto.dev, or `paligemma report --trace`)"))
         } catch {
             context.logger.error("cannot write the trace \(traces.url.path): \(error)")
         }
@@ -380,8 +384,8 @@ final class Coordinator {
             if message.kind == .stats, let stats = try? StatsMessage(message), stats.isFinal {
                 workerStats[source] = stats.values
                 pending.remove(source)
-            } else if message.kind == .trace, let chunk = try? TraceMessage(message) {
-                traces?.add(chunk, from: source)
+            } else if message.kind == .trace {
+                try? traces?.receive(message, from: source)
             }
         }
         for rank in workers { context.forget(rank) }

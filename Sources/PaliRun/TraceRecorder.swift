@@ -121,6 +121,17 @@ final class TraceRecorder {
         if delay < minimumDelay[source] ?? .infinity { minimumDelay[source] = delay }
     }
 
+    /// Seconds this rank spent sending its chunks (building and encoding them included): the cost of
+    /// gathering, reported by rank 0 when it writes the file.
+    private(set) var gatherSeconds = 0.0
+
+    /// Sends the recorded events to rank 0 as one chunk.
+    func flush(to transport: Transport, isFinal: Bool) throws {
+        let start = MonotonicClock.now()
+        try transport.send(takeChunk(isFinal: isFinal), to: 0)
+        gatherSeconds += MonotonicClock.now() - start
+    }
+
     /// Whether a chunk should go now (outside any span).
     func wantsFlush(now: Double) -> Bool {
         open.isEmpty && !events.isEmpty && (events.count >= Self.chunkEvents || now - lastFlush >= Self.flushInterval)
@@ -164,6 +175,17 @@ final class TraceCollector {
         self.url = url
         self.layout = layout
         self.origin = origin
+    }
+
+    /// Seconds rank 0 spent decoding and keeping chunks, and the workers' own sending cost (the largest).
+    private(set) var receiveSeconds = 0.0
+    var workerGatherSeconds: [Int: Double] = [:]
+
+    /// Decodes and keeps a chunk from `rank`.
+    func receive(_ message: Message, from rank: Int) throws {
+        let start = MonotonicClock.now()
+        add(try TraceMessage(message), from: rank)
+        receiveSeconds += MonotonicClock.now() - start
     }
 
     func add(_ chunk: TraceMessage, from rank: Int) {

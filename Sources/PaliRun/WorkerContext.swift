@@ -118,7 +118,7 @@ final class RankContext {
             if let received, received.message.kind == .heartbeat, let beat = try? HeartbeatMessage(received.message) {
                 trace.heartbeat(from: received.source, sentAt: beat.sentAt, arrived: end)
             }
-            if rank != 0, trace.wantsFlush(now: end) { try transport.send(trace.takeChunk(isFinal: false), to: 0) }
+            if rank != 0, trace.wantsFlush(now: end) { try trace.flush(to: transport, isFinal: false) }
         }
         if let received {
             monitor.heard(from: received.source)
@@ -172,7 +172,10 @@ final class RankContext {
         if let peak = ProcessMemory.peakResidentBytes { all["peak_rss_bytes"] = Double(peak) }
         statsSequence += 1
         // The last trace chunk goes first: the coordinator stops listening to a rank once it has its final stats.
-        if let trace { try transport.send(trace.takeChunk(isFinal: true), to: 0) }
+        if let trace {
+            try trace.flush(to: transport, isFinal: true)
+            all["trace_seconds"] = trace.gatherSeconds
+        }
         try transport.send(StatsMessage(sequence: statsSequence, isFinal: true, values: all), to: 0)
     }
 }

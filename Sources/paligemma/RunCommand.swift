@@ -88,8 +88,11 @@ struct RunCommand: ParsableCommand {
         if let trace {
             let folder = URL(fileURLWithPath: trace).standardizedFileURL.deletingLastPathComponent().path
             var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
-                throw ValidationError("--trace \(trace): the folder \(folder) does not exist (create it, or give a file in an existing folder)")
+            // The output folder itself is made by the run.
+            let output = URL(fileURLWithPath: outputDir).standardizedFileURL.path
+            guard folder == output || FileManager.default.fileExists(atPath: folder, isDirectory: &isDir) && isDir.boolValue else {
+                throw ValidationError("--trace \(trace): the folder \(folder) does not exist (create it, give a file in an "
+                                      + "existing folder, or one in --output-dir)")
             }
         }
         if [manifest, images, shards].compactMap({ $0 }).count != 1 {

@@ -21,7 +21,7 @@ private func sampleTracks() -> [TraceTrack] {
 
 @Test func traceFilesRoundTripThroughTheReader() throws {
     let tracks = sampleTracks()
-    let text = TraceFile.json(tracks, notes: [("outcome", "complete")])
+    let text = String(decoding: TraceFile.json(tracks, notes: [("outcome", "complete")]), as: UTF8.self)
     // Valid JSON for a reader that is not ours, with the top-level members the format names.
     let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
     #expect(object["traceEvents"] is [Any] && object["displayTimeUnit"] as? String == "ms")
