@@ -139,20 +139,14 @@ final class TraceRecorder {
 
     /// Takes the recorded events out as a message (the buffer is emptied, its capacity kept).
     func takeChunk(isFinal: Bool) -> TraceMessage {
-        let n = events.count
-        var starts = [Int64](), durations = [Int64](), kinds = [UInt8](), a = [Int32](), b = [Int32](), c = [Int32]()
-        starts.reserveCapacity(n); durations.reserveCapacity(n); kinds.reserveCapacity(n)
-        a.reserveCapacity(n); b.reserveCapacity(n); c.reserveCapacity(n)
-        for e in events {
+        let chunk = events.map { e in
             let start = Int64((e.start * 1e9).rounded())
-            starts.append(start)
-            durations.append(max(0, Int64((e.end * 1e9).rounded()) - start))
-            kinds.append(e.kind.rawValue); a.append(e.a); b.append(e.b); c.append(e.c)
+            return TraceMessage.Event(start: start, duration: max(0, Int64((e.end * 1e9).rounded()) - start),
+                                      kind: e.kind.rawValue, a: e.a, b: e.b, c: e.c)
         }
         events.removeAll(keepingCapacity: true)
         lastFlush = MonotonicClock.now()
-        return TraceMessage(isFinal: isFinal, host: OutputLock.hostName, clock: minimumDelay[0], starts: starts,
-                            durations: durations, kinds: kinds, a: a, b: b, c: c)
+        return TraceMessage(isFinal: isFinal, host: OutputLock.hostName, clock: minimumDelay[0], events: chunk)
     }
 }
 
@@ -162,7 +156,7 @@ final class TraceCollector {
         var host = ""
         var clock: Double?
         var complete = false
-        var events: [(start: Int64, duration: Int64, kind: UInt8, a: Int32, b: Int32, c: Int32)] = []
+        var events: [TraceMessage.Event] = []
     }
 
     let url: URL
@@ -193,10 +187,7 @@ final class TraceCollector {
         r.host = chunk.host
         if let clock = chunk.clock { r.clock = min(clock, r.clock ?? .infinity) }
         r.complete = r.complete || chunk.isFinal
-        r.events.reserveCapacity(r.events.count + chunk.count)
-        for i in 0..<chunk.count {
-            r.events.append((chunk.starts[i], chunk.durations[i], chunk.kinds[i], chunk.a[i], chunk.b[i], chunk.c[i]))
-        }
+        r.events.append(contentsOf: chunk.unpacked)
         received[rank] = r
     }
 

@@ -43,9 +43,10 @@ let typedSamples: [any PipelineMessage] = [
     ShutdownMessage(code: 0, reason: "done"),
     ShutdownMessage(code: 2, reason: "rank 3 is silent"),
     HeartbeatMessage(sequence: 77, sentAt: 12345.678),
-    TraceMessage(isFinal: false, host: "node-ß", clock: -0.25, starts: [1, 9_000_000_000_000], durations: [0, 5],
-                 kinds: [1, 7], a: [0, -1], b: [3, 4], c: [.max, 0]),
-    TraceMessage(isFinal: true, host: "", clock: nil, starts: [], durations: [], kinds: [], a: [], b: [], c: []),
+    TraceMessage(isFinal: false, host: "node-ß", clock: -0.25,
+                 events: [.init(start: 1, duration: 0, kind: 1, a: 0, b: 3, c: .max),
+                          .init(start: -9_000_000_000_000, duration: 5, kind: 255, a: -1, b: 4, c: .min)]),
+    TraceMessage(isFinal: true, host: "", clock: nil, events: []),
 ]
 
 private func roundTrip<M: PipelineMessage & Equatable>(_ sample: M) throws {
@@ -211,13 +212,14 @@ private func invalidReason<M: PipelineMessage>(_ type: M.Type, _ message: Messag
     let scores = ResultMessage(jobID: 1, tokenIDs: [4, 5], tokenLogprobs: [-1], logprob: -1).message
     #expect(invalidReason(ResultMessage.self, scores)?.contains("log-probs") == true)
 
-    // Trace columns of different lengths, a negative duration.
-    let ragged = TraceMessage(isFinal: false, host: "h", clock: nil, starts: [1, 2], durations: [1], kinds: [1, 1],
-                              a: [0, 0], b: [0, 0], c: [0, 0]).message
-    #expect(invalidReason(TraceMessage.self, ragged)?.contains("different lengths") == true)
-    let backwards = TraceMessage(isFinal: false, host: "h", clock: nil, starts: [1], durations: [-1], kinds: [1],
-                                 a: [0], b: [0], c: [0]).message
-    #expect(invalidReason(TraceMessage.self, backwards)?.contains("negative duration") == true)
+    // Trace events: packed bytes that are not whole events, a negative duration; and they unpack as packed.
+    let events: [TraceMessage.Event] = [.init(start: 5, duration: 7, kind: 4, a: 1, b: 2, c: 3), .init(start: -1, duration: 0, kind: 6)]
+    #expect(TraceMessage(isFinal: true, host: "h", clock: nil, events: events).unpacked == events)
+    var ragged = TraceMessage(isFinal: false, host: "h", clock: nil, events: events)
+    ragged.events.removeLast()
+    #expect(invalidReason(TraceMessage.self, ragged.message)?.contains("not a multiple of 32") == true)
+    let backwards = TraceMessage(isFinal: false, host: "h", clock: nil, events: [.init(start: 1, duration: -1, kind: 1)])
+    #expect(invalidReason(TraceMessage.self, backwards.message)?.contains("negative duration") == true)
 
     // Floats on a kind without a payload.
     var job = JobMessage(jobID: 1, imagePath: "a.jpg", promptIDs: [], parameters: greedyParameters).message

@@ -20,12 +20,13 @@ import PaliPipeline
     let collector = TraceCollector(url: url, layout: layout, origin: 1000.0)
     let sentAt0 = 1006.0
     let d2 = (sentAt0 - theta + 0.003) - sentAt0    // the worker's smallest (arrival − sentAt) from rank 0
-    collector.add(TraceMessage(isFinal: true, host: "elsewhere-\(UUID().uuidString)", clock: d2, starts: [7_000_000_000],
-                               durations: [2_000_000], kinds: [TraceEventKind.stageStep.rawValue], a: [1], b: [4], c: [3]),
+    collector.add(TraceMessage(isFinal: true, host: "elsewhere-\(UUID().uuidString)", clock: d2,
+                               events: [.init(start: 7_000_000_000, duration: 2_000_000, kind: TraceEventKind.stageStep.rawValue,
+                                              a: 1, b: 4, c: 3)]),
                   from: 1)
     // Rank 2 is on this host: its clock is rank 0's.
-    collector.add(TraceMessage(isFinal: true, host: OutputLock.hostName, clock: 123, starts: [1_002_000_000_000],
-                               durations: [1_000], kinds: [TraceEventKind.idle.rawValue], a: [0], b: [-1], c: [0]),
+    collector.add(TraceMessage(isFinal: true, host: OutputLock.hostName, clock: 123,
+                               events: [.init(start: 1_002_000_000_000, duration: 1_000, kind: TraceEventKind.idle.rawValue, b: -1)]),
                   from: 2)
     try collector.write(own: own, outcome: "complete")
     let tracks = try TraceFile.read(url)
