@@ -91,6 +91,54 @@ struct TraceRunTests {
         }
     }
 
+    /// Ranks 2 and 3 see another host name (`unshare --uts`, as root): their clocks go through the
+    /// heartbeat estimate. They share this kernel's clock, so the true offset is 0: the estimate must be
+    /// within its own stated bound of 0, and that bound small.
+    @Test func ranksOnAnotherHostAreAlignedWithinTheStatedBound() throws {
+        try #require(RunJobTests.hasMPI, "mpirun is not installed")
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        probe.arguments = ["--uts", "true"]
+        probe.standardError = FileHandle.nullDevice
+        try? probe.run()
+        probe.waitUntilExit()
+        try #require(probe.terminationReason == .exit && probe.terminationStatus == 0,
+                     "unshare --uts is not allowed here (needs root): another host cannot be simulated")
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let wrapper = ws.root.appendingPathComponent("other-host.sh")
+        try Data("""
+            #!/bin/sh
+            if [ "${OMPI_COMM_WORLD_RANK:-0}" -ge 2 ]; then
+              exec unshare --uts sh -c 'hostname "trace-test-host-$OMPI_COMM_WORLD_RANK" && exec "$@"' sh "$@"
+            fi
+            exec "$@"
+
+            """.utf8).write(to: wrapper)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: wrapper.path)
+        try ws.write(ws.goodJobs(24))
+        let trace = ws.root.appendingPathComponent("trace.json")
+        let job = try Job(np: 4, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
+                                             "--output-dir", ws.output.path, "--max-tokens", "12", "--stages", "2",
+                                             "--micro-batch-size", "2", "--heartbeat-interval", "0.2", "--trace", trace.path],
+                          wrapper: [wrapper.path])
+        let outcome = job.wait(timeout: 300)
+        try #require(outcome.status == 0, "exit \(outcome.status)\n\(outcome.output)")
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: trace)) as? [String: Any]
+        let notes = try #require(object?["otherData"] as? [String: String])
+        for rank in 2...3 {
+            let note = try #require(notes["rank \(rank)"])
+            #expect(note.hasPrefix("host trace-test-host-\(rank), clock offset "), "\(note)")
+            // "host H, clock offset X s ± Y s"
+            let numbers = note.split(separator: " ").compactMap { Double($0) }
+            try #require(numbers.count == 2, "offset and bound in: \(note)")
+            let (offset, bound) = (numbers[0], numbers[1])
+            #expect(abs(offset) <= bound + 1e-6 && bound < 0.05, "rank \(rank): \(note)")
+        }
+        for track in try TraceFile.read(trace) { #expect(TraceFile.nestingProblems(track).isEmpty) }
+        #expect(notes["rank 1"]?.contains("offset 0.000000 s ± 0.000000 s") == true, "rank 1 shares rank 0's host")
+    }
+
     /// A stopped rank: rank 0 notices the silence, writes stats.json (failed) and the trace with what it
     /// has: its own track in full, the others' named (their chunks had not come yet: incomplete).
     @Test func aSilentRankLeavesAPartialTrace() throws {
