@@ -24,6 +24,8 @@ public enum MessageKind: UInt8, CaseIterable, Sendable, CustomStringConvertible 
     case shutdown = 7
     /// Any rank → any rank: "I am alive" (see `PeerMonitor`).
     case heartbeat = 8
+    /// Any worker → coordinator: a chunk of the rank's timeline (`run --trace`), for the trace file.
+    case trace = 9
 
     public var description: String {
         switch self {
@@ -35,6 +37,7 @@ public enum MessageKind: UInt8, CaseIterable, Sendable, CustomStringConvertible 
         case .stats: return "stats"
         case .shutdown: return "shutdown"
         case .heartbeat: return "heartbeat"
+        case .trace: return "trace"
         }
     }
 }

@@ -14,6 +14,7 @@
 //   stats       sequence, isFinal, values                                 -
 //   shutdown    code, reason                                              -
 //   heartbeat   sequence, sentAt                                          -
+//   trace       isFinal, host, clock, events (packed, base64)             -
 import Foundation
 
 /// A typed pipeline message: converts to and from the `Message` envelope of its kind.
@@ -416,6 +417,94 @@ public struct HeartbeatMessage: HeaderOnlyMessage, Equatable {
 
     public init(sequence: Int64, sentAt: Double) {
         self.sequence = sequence; self.sentAt = sentAt
+    }
+}
+
+// MARK: - trace
+
+/// Worker → coordinator (`run --trace`): a chunk of the sender's timeline, in the sender's own
+/// `MonotonicClock` (nanoseconds), and what the coordinator needs to put it on rank 0's clock. The
+/// events travel packed (`Event.size` bytes each, little-endian; base64 in the JSON): decoding a JSON
+/// array per field cost more than the rest of tracing.
+public struct TraceMessage: HeaderOnlyMessage, Equatable {
+    public static let kind = MessageKind.trace
+
+    /// One span: `kind` from `start` for `duration` ns with arguments `a`, `b`, `c` (their meaning depends
+    /// on the kind: PaliRun's `TraceEventKind`).
+    public struct Event: Equatable, Sendable {
+        public var start: Int64
+        public var duration: Int64
+        public var kind: UInt8
+        public var a: Int32
+        public var b: Int32
+        public var c: Int32
+
+        public init(start: Int64, duration: Int64, kind: UInt8, a: Int32 = 0, b: Int32 = 0, c: Int32 = 0) {
+            self.start = start; self.duration = duration; self.kind = kind; self.a = a; self.b = b; self.c = c
+        }
+
+        /// start Int64, duration Int64, kind UInt32, a, b, c Int32.
+        public static let size = 32
+    }
+
+    /// True for the last chunk a rank sends (at shutdown).
+    public var isFinal: Bool
+    /// The sender's host name (ranks on the host of rank 0 share its clock).
+    public var host: String
+    /// The smallest `receive time − sentAt` of the heartbeats the sender got from rank 0 (seconds,
+    /// sender's clock minus rank 0's clock plus the latency); nil before any came.
+    public var clock: Double?
+    /// The events, packed (see `Event.size`).
+    public var events: Data
+
+    public init(isFinal: Bool, host: String, clock: Double?, events: [Event]) {
+        self.isFinal = isFinal; self.host = host; self.clock = clock
+        var bytes = [UInt8](repeating: 0, count: events.count * Event.size)
+        bytes.withUnsafeMutableBytes { raw in
+            for (i, e) in events.enumerated() {
+                let o = i * Event.size
+                raw.storeBytes(of: e.start.littleEndian, toByteOffset: o, as: Int64.self)
+                raw.storeBytes(of: e.duration.littleEndian, toByteOffset: o + 8, as: Int64.self)
+                raw.storeBytes(of: UInt32(e.kind).littleEndian, toByteOffset: o + 16, as: UInt32.self)
+                raw.storeBytes(of: e.a.littleEndian, toByteOffset: o + 20, as: Int32.self)
+                raw.storeBytes(of: e.b.littleEndian, toByteOffset: o + 24, as: Int32.self)
+                raw.storeBytes(of: e.c.littleEndian, toByteOffset: o + 28, as: Int32.self)
+            }
+        }
+        self.events = Data(bytes)
+    }
+
+    public var count: Int { events.count / Event.size }
+
+    /// The events, unpacked.
+    public var unpacked: [Event] {
+        events.withUnsafeBytes { raw in
+            (0..<count).map { i in
+                let o = i * Event.size
+                return Event(start: Int64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: Int64.self)),
+                             duration: Int64(littleEndian: raw.loadUnaligned(fromByteOffset: o + 8, as: Int64.self)),
+                             kind: UInt8(truncatingIfNeeded: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: o + 16, as: UInt32.self))),
+                             a: Int32(littleEndian: raw.loadUnaligned(fromByteOffset: o + 20, as: Int32.self)),
+                             b: Int32(littleEndian: raw.loadUnaligned(fromByteOffset: o + 24, as: Int32.self)),
+                             c: Int32(littleEndian: raw.loadUnaligned(fromByteOffset: o + 28, as: Int32.self)))
+            }
+        }
+    }
+
+    public func validate() throws {
+        guard events.count % Event.size == 0 else {
+            throw TransportError.invalidMessage(kind: Self.kind, reason: "\(events.count) bytes of events is not a "
+                                                + "multiple of \(Event.size)")
+        }
+        let bad = events.withUnsafeBytes { raw in
+            (0..<count).first { i in
+                Int64(littleEndian: raw.loadUnaligned(fromByteOffset: i * Event.size + 8, as: Int64.self)) < 0
+                    || UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * Event.size + 16, as: UInt32.self)) > 255
+            }
+        }
+        if let bad {
+            throw TransportError.invalidMessage(kind: Self.kind, reason: "event \(bad) has a negative duration or a kind over 255")
+        }
     }
 }
 

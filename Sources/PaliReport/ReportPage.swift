@@ -84,9 +84,13 @@ public struct ReportPage {
     public var unreadable: [(String, String)]
     /// The folder relative image paths are relative to.
     public var imageBase: URL
+    /// The run's timeline (`run --trace`), drawn after the summary when given.
+    public var timeline: TimelineSection?
 
-    public init(title: String, shards: [String], tally: ReportTally, unreadable: [(String, String)], imageBase: URL) {
+    public init(title: String, shards: [String], tally: ReportTally, unreadable: [(String, String)], imageBase: URL,
+                timeline: TimelineSection? = nil) {
         self.title = title; self.shards = shards; self.tally = tally; self.unreadable = unreadable; self.imageBase = imageBase
+        self.timeline = timeline
     }
 
     static let palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
@@ -112,6 +116,8 @@ public struct ReportPage {
             .text { white-space: pre-wrap; word-break: break-word; font-family: ui-monospace, monospace; font-size: 12px; background: #f4f4f4; padding: 4px; margin: 4px 0; }
             .objects { margin: 4px 0; padding-left: 18px; } .problem { color: #a60; } .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
             .note { color: #777; }
+            .timeline { overflow-x: auto; background: #fff; border: 1px solid #ddd; padding: 6px; }
+            .timeline svg { display: block; } .lane-label { font-size: 12px; margin-top: 4px; white-space: nowrap; }
             </style></head><body>
             <h1>\(esc(title))</h1>
             <p class="summary"><span>\(t.total) records</span><span class="ok">\(t.ok) ok</span><span class="err">\(t.failedCount) error</span><span>\(t.withObjects) with objects</span>\(t.withProblems > 0 ? "<span>\(t.withProblems) with problems</span>" : "")<span>\(shards.count) shard\(shards.count == 1 ? "" : "s")</span></p>
@@ -121,6 +127,7 @@ public struct ReportPage {
             h += "<p class=\"note\">Showing the first \(t.limit) of \(t.total) records (raise --limit to see more).</p>\n"
         }
         if shards.isEmpty { h += "<p class=\"note\">No shard-*.jsonl files in this folder.</p>\n" }
+        if let timeline { h += timeline.html() }
         if t.failedCount > 0 {
             h += "<h2>Errors (\(t.failedCount))</h2>\n<table><tr><th>id</th><th>image</th><th>kind</th><th>message</th></tr>\n"
             for r in t.failed {
@@ -246,4 +253,137 @@ private func esc(_ s: String) -> String {
         }
     }
     return out
+}
+
+// MARK: - Timeline
+
+/// The run's timeline (`paligemma run --trace`) as one inline SVG per rank on a shared time axis: busy
+/// time as bars coloured by micro-batch (stage steps) or teal (vision batches), idle grey, sends as ticks
+/// under the lane, loading and setup in slate (`lane`), so a long job's page stays small.
+public struct TimelineSection {
+    public var tracks: [TraceTrack]
+    /// Where the trace came from (shown on the page).
+    public var source: String
+    static let width = 1100.0, laneHeight = 26.0
+
+    public init(tracks: [TraceTrack], source: String) {
+        self.tracks = tracks
+        self.source = source
+    }
+
+    static let microBatchColors = ["#4363d8", "#3cb44b", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990"]
+
+    static func color(_ span: TraceSpan) -> String {
+        switch span.category {
+        case TraceFile.busy:
+            if let mb = span.args.first(where: { $0.0 == "micro_batch" })?.1 {
+                return microBatchColors[Int(mb) % microBatchColors.count]
+            }
+            return "#2a9d8f"
+        case TraceFile.idle: return "#e4e4e4"
+        case TraceFile.send: return "#d62728"
+        case TraceFile.load: return "#8d99ae"
+        default: return "#b8a9c9"
+        }
+    }
+
+    public func html() -> String {
+        let spans = tracks.flatMap(\.spans)
+        guard let first = spans.map(\.start).min(), let last = spans.map(\.end).max(), last > first else {
+            return "<h2>Timeline</h2>\n<p class=\"note\">\(esc(source)): no spans.</p>\n"
+        }
+        let span = last - first, w = Self.width
+        var h = "<h2>Timeline</h2>\n<p class=\"note\">From \(esc(source)); \(String(format: "%.3f", span / 1e6)) s. "
+            + "Busy (counted as in stats.json): stage steps coloured by micro-batch, vision batches teal; idle waits grey; "
+            + "sends red ticks below a lane; loading and setup slate. Open the file in ui.perfetto.dev for detail.</p>\n"
+        h += "<div class=\"timeline\">\n"
+        h += axis(span: span)
+        for track in tracks {
+            // Rank 0 only coordinates: it has idle waits but no busy spans (stats.json does not count it either).
+            let busy = track.spans.contains { $0.category == TraceFile.busy }
+                ? track.busyFraction.map { String(format: "busy %.1f%%", 100 * $0) } ?? "" : "no busy spans"
+            h += "<div class=\"lane-label\">\(esc(track.label)) · \(busy)\(track.complete ? "" : " · <b>incomplete</b>")"
+            if let u = track.clockUncertainty, u > 0 { h += String(format: " · clock ±%.3f ms", u * 1e3) }
+            h += "</div>\n"
+            h += "<svg class=\"lane\" width=\"\(Int(w))\" height=\"\(Int(Self.laneHeight))\" viewBox=\"0 0 \(Int(w)) \(Int(Self.laneHeight))\" "
+                + "xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"rank \(track.rank) timeline\">"
+            h += lane(track, from: first, span: span)
+            h += "</svg>\n"
+        }
+        h += "</div>\n"
+        return h
+    }
+
+    /// One lane's rectangles. Time is cut into pixel columns; in each, the share of busy time is a bar
+    /// from the bottom (coloured by the micro-batch that had most of it), loading and setup stack above
+    /// it, idle is the grey background, and a column with a send gets a red tick below. Equal neighbouring
+    /// columns are one rectangle, so a span many pixels wide is drawn as itself and a lane never has more
+    /// than a few rectangles per column, however many spans it has.
+    func lane(_ track: TraceTrack, from first: Double, span: Double) -> String {
+        let columns = Int(Self.width), column = span / Double(columns)
+        var busy = [Double](repeating: 0, count: columns), other = busy, sends = busy
+        var busyBy = [[String: Double]](repeating: [:], count: columns)
+        for s in track.spans {
+            let a = (s.start - first) / column, b = (s.end - first) / column
+            var c = max(0, min(columns - 1, Int(a)))
+            while c < columns {
+                let lo = max(a, Double(c)), hi = min(b, Double(c + 1))
+                let share = max(0, hi - lo) + (s.duration == 0 && c == Int(a) ? 1e-3 : 0)
+                switch s.category {
+                case TraceFile.busy:
+                    busy[c] += share
+                    busyBy[c][Self.color(s), default: 0] += share
+                case TraceFile.idle: break   // the background
+                case TraceFile.send: sends[c] += share
+                default: other[c] += share
+                }
+                if Double(c + 1) >= b { break }
+                c += 1
+            }
+        }
+        let full = 19.0
+        var out = "<rect x=\"0\" y=\"1\" width=\"\(columns)\" height=\"19\" fill=\"#e4e4e4\"/>"
+        // Rows of equal (colour, height) columns: busy bars, then load/setup above them, then send ticks.
+        func runs(_ value: (Int) -> (color: String, y: Double, height: Double)?, title: String) {
+            var c = 0
+            while c < columns {
+                guard let v = value(c) else { c += 1; continue }
+                var e = c + 1
+                while e < columns, let w = value(e), w == v { e += 1 }
+                out += "<rect x=\"\(c)\" y=\"\(fmt(v.y))\" width=\"\(e - c)\" height=\"\(fmt(v.height))\" fill=\"\(v.color)\">"
+                out += "<title>\(title) \(String(format: "%.3f–%.3f s", Double(c) * column / 1e6, Double(e) * column / 1e6))</title></rect>"
+                c = e
+            }
+        }
+        runs({ c in
+            let h = (min(1, busy[c]) * full).rounded()
+            guard h > 0, let color = busyBy[c].max(by: { $0.value < $1.value })?.key else { return nil }
+            return (color, 1 + full - h, h)
+        }, title: "busy")
+        runs({ c in
+            let below = (min(1, busy[c]) * full).rounded(), h = (min(1 - min(1, busy[c]), other[c]) * full).rounded()
+            guard h > 0 else { return nil }
+            return ("#8d99ae", 1 + full - below - h, h)
+        }, title: "loading / setup")
+        runs({ c in sends[c] > 0 ? ("#d62728", 21, 5) : nil }, title: "sends")
+        return out
+    }
+
+    /// A time axis with about ten ticks at round seconds.
+    func axis(span: Double) -> String {
+        let seconds = span / 1e6
+        let raw = seconds / 10, magnitude = pow(10, floor(log10(max(raw, 1e-6))))
+        let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? raw
+        var s = "<svg class=\"axis\" width=\"\(Int(Self.width))\" height=\"18\" viewBox=\"0 0 \(Int(Self.width)) 18\" xmlns=\"http://www.w3.org/2000/svg\">"
+        var t = 0.0
+        while t <= seconds + 1e-9 {
+            let x = t / seconds * Self.width
+            s += "<line x1=\"\(fmt(x))\" y1=\"12\" x2=\"\(fmt(x))\" y2=\"18\" stroke=\"#555\"/>"
+            s += "<text x=\"\(fmt(min(x + 2, Self.width - 40)))\" y=\"10\" font-size=\"10\" font-family=\"sans-serif\" fill=\"#333\">\(String(format: step < 1 ? "%.2f s" : "%.0f s", t))</text>"
+            t += step
+        }
+        return s + "</svg>\n"
+    }
+
+    func fmt(_ v: Double) -> String { String(format: "%.2f", v) }
 }

@@ -49,6 +49,8 @@ public struct RunConfiguration: Sendable {
     public var allowSettingsChange = false
     /// Progress log period when stderr is not a terminal.
     public var progressInterval = 30.0
+    /// Write the run's timeline here (`--trace`: Chrome/Perfetto JSON, see TraceRecorder); every rank records.
+    public var trace: URL?
     /// Settings as given on the command line, for run.json.
     public var commandLine: [String] = []
 
@@ -137,8 +139,10 @@ public enum BatchRun {
     /// The failure-detection context of `transport`'s rank: it watches `layout.watchedPeers` and sends
     /// heartbeats to `layout.watchers` (see RankContext).
     static func makeContext(_ transport: Transport, layout: Layout, config: RunConfiguration) -> RankContext {
-        RankContext(transport: transport, layout: layout, peerTimeout: config.peerTimeout,
-                    heartbeatInterval: config.heartbeatInterval)
+        let context = RankContext(transport: transport, layout: layout, peerTimeout: config.peerTimeout,
+                                  heartbeatInterval: config.heartbeatInterval)
+        if config.trace != nil { context.trace = TraceRecorder() }
+        return context
     }
 
     // MARK: launched by mpirun/srun, one role per process
@@ -230,7 +234,7 @@ public enum BatchRun {
                                     totalBytes: checkpoint.byteCount(where: include))
         checkpoint.progress = { progress.add($0) }
         progress.start()
-        let made = try make(checkpoint)
+        let made = try context.span(.load) { try make(checkpoint) }
         context.loadSeconds = progress.finish()
         return made
     }

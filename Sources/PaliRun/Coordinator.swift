@@ -44,6 +44,8 @@ final class Coordinator {
     private var readingShard: String?
     private var shardsRead: Set<String> = []
     private var outstanding: [String: Int] = [:]
+    /// The workers' timelines (`--trace`), written with rank 0's at every end of the run.
+    private let traces: TraceCollector?
 
     init(context: RankContext, bundle: ModelBundle, stagePlan: StagePlan, config: RunConfiguration) throws {
         self.context = context
@@ -53,6 +55,7 @@ final class Coordinator {
         layout = context.layout
         replicaLoad = Array(repeating: 0, count: layout.replicas)
         tasks = try TaskFormatter(bundle: bundle, maskDecoder: config.maskDecoder)
+        traces = config.trace.map { TraceCollector(url: $0, layout: context.layout, origin: context.started) }
     }
 
     /// Sequences a replica may hold at once: its micro-batch slots, plus a little queue so a freed slot
@@ -67,7 +70,7 @@ final class Coordinator {
         defer { outputLock?.release() }
         let setup: (total: Int, resume: ResumeState, writer: RecordSink, reader: ManifestReader)
         do {
-            setup = try prepare()
+            setup = try context.span(.setup) { try prepare() }
         } catch {
             context.logger.error("\(error)")
             try shutdownWorkers(code: 2, reason: "the coordinator could not start the job", wait: 5)
@@ -125,6 +128,8 @@ final class Coordinator {
                     case .stats:
                         let stats = try StatsMessage(message)
                         workerStats[source] = stats.values
+                    case .trace:
+                        try traces?.receive(message, from: source)
                     default:
                         throw unexpected(message, from: source, at: context)
                     }
@@ -146,10 +151,12 @@ final class Coordinator {
                 + "(\(writer.shardsCompleted.count) written by this run). Rerun the same command to resume."))
             try shutdownWorkers(code: 1, reason: "\(name) received", wait: 30)
             try writeStats(outcome: "interrupted", extra: [("signal", .string(name))])
+            writeTrace(outcome: "interrupted")
             return 128 + interrupted
         }
         try shutdownWorkers(code: 0, reason: "done", wait: 30)
         try writeStats(outcome: "complete")
+        writeTrace(outcome: "complete")
         context.logger.notice(.init(stringLiteral: "done: \(counts.ok) ok, \(counts.error) errors, \(counts.skipped) already done; "
             + "\(writer.shardsCompleted.count) shard(s) written to \(config.outputDirectory.path)"))
         return 0
@@ -159,6 +166,7 @@ final class Coordinator {
     /// failed: the writer then refuses) and writes stats.json with outcome "failed". Best effort: the
     /// job is aborted next whatever happens here.
     private func failed(_ error: Error, writer: RecordSink) {
+        defer { writeTrace(outcome: "failed") }
         // With the folder gone there is nothing to keep or to write to; the abort's message says so.
         if case OutputError.directoryGone = error { return }
         do {
@@ -170,6 +178,24 @@ final class Coordinator {
             try writeStats(outcome: "failed", extra: [("error", .string("\(error)"))])
         } catch let statsError {
             context.logger.notice("cannot write stats.json: \(statsError)")
+        }
+    }
+
+    /// Writes the trace file (`--trace`) with what every rank sent so far; a failure to write it is
+    /// reported, not fatal (the records and stats.json are what the run is for).
+    private func writeTrace(outcome: String) {
+        guard let traces, let own = context.trace else { return }
+        do {
+            let start = MonotonicClock.now()
+            let events = try traces.write(own: own, outcome: outcome)
+            let writing = MonotonicClock.now() - start
+            let workers = workerStats.values.compactMap { $0["trace_seconds"] }
+            context.logger.notice(.init(stringLiteral: "timeline written to \(traces.url.path): \(events) events; gathering took "
+                + String(format: "%.3f s on rank 0 (receiving %.3f s, writing %.3f s), at most %.3f s on a worker",
+                         traces.receiveSeconds + writing, traces.receiveSeconds, writing, workers.max() ?? 0)
+                + " (open it in ui.perfetto.dev, or `paligemma report --trace`)"))
+        } catch {
+            context.logger.error("cannot write the trace \(traces.url.path): \(error)")
         }
     }
 
@@ -357,7 +383,7 @@ final class Coordinator {
         let workers = Array(1..<layout.worldSize)
         for rank in workers { try context.transport.send(ShutdownMessage(code: code, reason: reason), to: rank) }
         var pendingStats = Set(workers), pendingSends = Set(workers)
-        let deadline = MonotonicClock.now() + wait
+        let started = MonotonicClock.now(), deadline = started + wait
         while !(pendingStats.isEmpty && pendingSends.isEmpty), MonotonicClock.now() < deadline {
             guard let (source, message) = try context.transport.receive(timeout: 0.05) else { continue }
             context.forget(source)
@@ -366,6 +392,8 @@ final class Coordinator {
                 pendingStats.remove(source)
             } else if message.kind == .shutdown {
                 pendingSends.remove(source)
+            } else if message.kind == .trace {
+                try? traces?.receive(message, from: source)
             }
         }
         if !pendingSends.isEmpty {
@@ -374,6 +402,7 @@ final class Coordinator {
         }
         for rank in workers { try context.transport.send(ShutdownMessage(code: code, reason: "released"), to: rank) }
         for rank in workers { context.forget(rank) }
+        context.trace?.record(.shutdown, from: started, to: MonotonicClock.now())
     }
 
     /// Writes stats.json: `outcome` is "complete", "interrupted" (with `signal`) or "failed" (with

@@ -114,7 +114,7 @@ func makeStageRole(context: RankContext, bundle: ModelBundle, checkpoint: Checkp
     let stage = try DecoderStage(hyper: bundle.hyper, layers: layers, index: index, stages: layout.stages,
                                  checkpoint: checkpoint)
     let sampler = stage.isLast ? StageSampler(stage: stage, hyper: bundle.hyper, stopIDs: bundle.stopIDs,
-                                              transport: context.transport) : nil
+                                              context: context) : nil
     defer { TestHooks.pause(TestHooks.slowLoad) }
     if index == 0 {
         let next = stage.isLast ? nil : layout.rank(of: .stage(replica: replica, index: 1))

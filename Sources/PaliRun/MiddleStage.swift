@@ -27,7 +27,7 @@ final class MiddleStage: StageRole {
             switch message.kind {
             case .hidden:
                 let step = try HiddenMessage(message)
-                try context.busy { try process(step) }
+                try context.busy(.stageStep, a: Int(step.microBatch), b: Int(step.step), c: step.totalTokens) { try process(step) }
             case .heartbeat:
                 break
             case .shutdown:
@@ -47,13 +47,13 @@ final class MiddleStage: StageRole {
         try stage.forward(step.sequences, hidden: hidden)
         switch next {
         case .rank(let rank):
-            try context.transport.send(HiddenMessage(microBatch: step.microBatch, step: step.step, width: stage.width,
+            try context.send(HiddenMessage(microBatch: step.microBatch, step: step.step, width: stage.width,
                                                      sequences: step.sequences, hidden: hidden.storageArray,
                                                      admitted: step.admitted, released: step.released), to: rank)
         case .sampler(let sampler, let firstRank):
             let tokens = try sampler.sample(microBatch: step.microBatch, step: step.step, sequences: step.sequences,
                                             admitted: step.admitted, hidden: hidden)
-            try context.transport.send(tokens, to: firstRank)
+            try context.send(tokens, to: firstRank)
         }
     }
 }

@@ -13,7 +13,8 @@ final class StageSampler {
     let stage: DecoderStage
     let vocabSize: Int
     let stopIDs: Set<Int>
-    let transport: Transport
+    /// The rank's context: finished jobs go to the coordinator through it (traced sends).
+    unowned let context: RankContext
 
     private struct Decoding {
         var sampler: Sampler
@@ -29,11 +30,11 @@ final class StageSampler {
     /// Jobs finished here, for stats.json.
     private(set) var finished = 0
 
-    init(stage: DecoderStage, hyper: PaliGemmaHyperparameters, stopIDs: Set<Int>, transport: Transport) {
+    init(stage: DecoderStage, hyper: PaliGemmaHyperparameters, stopIDs: Set<Int>, context: RankContext) {
         self.stage = stage
         vocabSize = hyper.decoder.vocabSize
         self.stopIDs = stopIDs
-        self.transport = transport
+        self.context = context
     }
 
     /// Samples the next token of every sequence of a step whose `hidden` states went through the last
@@ -106,7 +107,7 @@ final class StageSampler {
                 finished += 1
                 state.measurements.decodeSeconds = MonotonicClock.now() - state.started
                 let logprob = state.search.flatMap { $0.best?.score } ?? state.tokenLogprobs.reduce(0, +)
-                try transport.send(ResultMessage(jobID: slice.id, tokenIDs: state.tokens, tokenLogprobs: state.tokenLogprobs,
+                try context.send(ResultMessage(jobID: slice.id, tokenIDs: state.tokens, tokenLogprobs: state.tokenLogprobs,
                                                  logprob: logprob, measurements: state.measurements),
                                    to: 0)
             } else {

@@ -79,7 +79,7 @@ final class StageScheduler: StageRole {
                 continue   // take in everything that is there before computing
             }
             if let slot = launchable {
-                try context.busy { try launch(slot) }
+                try context.busy(.stageStep, a: slot, b: Int(steps[slot]) + 1) { try launch(slot) }
             }
         }
     }
@@ -153,6 +153,7 @@ final class StageScheduler: StageRole {
         }
         slots[slot] = members.map(\.id) + admitted.map(\.id)
         let hidden = Tensor(zeros: [slices.reduce(0) { $0 + $1.newTokens }, d])
+        context.trace?.annotate(c: hidden.rows)
         var row = 0
         for block in blocks {
             (hidden.data + row * d).update(from: block.data, count: block.count)
@@ -165,7 +166,7 @@ final class StageScheduler: StageRole {
         inFlight[slot] = true
         try stage.forward(slices, hidden: hidden)
         if let nextRank {
-            try context.transport.send(HiddenMessage(microBatch: Int64(slot), step: steps[slot], width: d,
+            try context.send(HiddenMessage(microBatch: Int64(slot), step: steps[slot], width: d,
                                                      sequences: slices, hidden: hidden.storageArray,
                                                      admitted: entering, released: released), to: nextRank)
         } else if let sampler {

@@ -58,7 +58,7 @@ final class VisionWorker {
             if !queue.isEmpty {
                 let batch = Array(queue.prefix(visionBatch))
                 queue.removeFirst(batch.count)
-                try context.busy { try encode(batch) }
+                try context.busy(.visionBatch, a: batch.count, b: batch.reduce(0) { $0 + $1.prompts.count }) { try encode(batch) }
             }
         }
     }
@@ -94,7 +94,7 @@ final class VisionWorker {
             let measurements = JobMeasurements(imageWidth: item.width, imageHeight: item.height, visionSeconds: seconds)
             let rows = Array(UnsafeBufferPointer(start: features.data + i * tokens * textWidth, count: tokens * textWidth))
             for prompt in item.job.prompts {
-                try context.transport.send(EmbeddingsMessage(jobID: prompt.jobID, tokens: tokens, width: textWidth,
+                try context.send(EmbeddingsMessage(jobID: prompt.jobID, tokens: tokens, width: textWidth,
                                                              embeddings: rows, promptIDs: prompt.promptIDs,
                                                              parameters: prompt.parameters, measurements: measurements),
                                            to: stage0)

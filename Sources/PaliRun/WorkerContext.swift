@@ -1,6 +1,6 @@
 // What every rank of a batch run shares: its transport, its role, a heartbeat to the peers that watch
-// it, a watch on the peers it depends on (both from the Layout: `watchedPeers`, `watchers`), and clocks
-// of busy and idle time for stats.json.
+// it, a watch on the peers it depends on (both from the Layout: `watchedPeers`, `watchers`), clocks
+// of busy and idle time for stats.json, and with `run --trace` the rank's timeline over the same clocks.
 import Foundation
 import Logging
 import PaliBatch
@@ -30,6 +30,8 @@ final class RankContext {
     var loadSeconds = 0.0
     var weightBytes = 0
     let started = MonotonicClock.now()
+    /// This rank's timeline (`run --trace`); nil when not tracing.
+    var trace: TraceRecorder?
 
     /// The silence limit of a worker's watch on another worker: `peerTimeout` plus two heartbeat
     /// intervals. Rank 0 watches every worker with `peerTimeout` and so notices a hung worker first: it
@@ -108,7 +110,16 @@ final class RankContext {
     func receive(timeout: Double?) throws -> (source: Int, message: Message)? {
         let start = MonotonicClock.now()
         let received = try transport.receive(timeout: timeout)
-        idleSeconds += MonotonicClock.now() - start
+        let end = MonotonicClock.now()
+        idleSeconds += end - start
+        if let trace {
+            trace.record(.idle, from: start, to: end, a: Int32(received?.message.kind.rawValue ?? 0),
+                         b: Int32(received?.source ?? -1))
+            if let received, received.message.kind == .heartbeat, let beat = try? HeartbeatMessage(received.message) {
+                trace.heartbeat(from: received.source, sentAt: beat.sentAt, arrived: end)
+            }
+            if rank != 0, trace.wantsFlush(now: end) { try trace.flush(to: transport, isFinal: false) }
+        }
         if let received {
             monitor.heard(from: received.source)
         } else {
@@ -117,10 +128,34 @@ final class RankContext {
         return received
     }
 
-    /// Runs `work`, counting it as busy time.
-    func busy<T>(_ work: () throws -> T) rethrows -> T {
+    /// Runs `work`, counting it as busy time; on the trace, a span of `kind` (arguments `a`, `b`, `c`:
+    /// TraceEventKind) over the same interval.
+    func busy<T>(_ kind: TraceEventKind, a: Int = 0, b: Int = 0, c: Int = 0, _ work: () throws -> T) rethrows -> T {
         let start = MonotonicClock.now()
-        defer { busySeconds += MonotonicClock.now() - start }
+        trace?.begin(kind, at: start, a: Int32(clamping: a), b: Int32(clamping: b), c: Int32(clamping: c))
+        defer {
+            let end = MonotonicClock.now()
+            busySeconds += end - start
+            trace?.end(at: end)
+        }
+        return try work()
+    }
+
+    /// Sends `message` to `rank`, as a span on the trace.
+    func send(_ message: some PipelineMessage, to rank: Int) throws {
+        guard let trace else { return try transport.send(message, to: rank) }
+        let start = MonotonicClock.now()
+        let envelope = message.message
+        try transport.send(envelope, to: rank)
+        trace.record(.send, from: start, to: MonotonicClock.now(), a: Int32(envelope.kind.rawValue), b: Int32(rank),
+                     c: Int32(clamping: WireFormat.encodedSize(of: envelope) / 1024))
+    }
+
+    /// Runs `work` (not busy, not idle: loading, setup), as a span of `kind` on the trace.
+    func span<T>(_ kind: TraceEventKind, _ work: () throws -> T) rethrows -> T {
+        guard let trace else { return try work() }
+        trace.begin(kind, at: MonotonicClock.now())
+        defer { trace.end(at: MonotonicClock.now()) }
         return try work()
     }
 
@@ -152,6 +187,11 @@ final class RankContext {
         all["weight_bytes"] = Double(weightBytes)
         if let peak = ProcessMemory.peakResidentBytes { all["peak_rss_bytes"] = Double(peak) }
         statsSequence += 1
+        // The last trace chunk goes first: the coordinator stops listening to a rank once it has its final stats.
+        if let trace {
+            try trace.flush(to: transport, isFinal: true)
+            all["trace_seconds"] = trace.gatherSeconds
+        }
         try transport.send(StatsMessage(sequence: statsSequence, isFinal: true, values: all), to: 0)
     }
 }

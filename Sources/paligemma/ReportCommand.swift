@@ -12,7 +12,9 @@ struct ReportCommand: ParsableCommand {
             Reads every shard-*.jsonl of the output folder. Relative image paths resolve against --image-root,
             else the folder of --manifest, else the folder of the manifest recorded in run.json ("manifest"),
             else the current directory. Images are embedded as they are on disk (JPEG or PNG); only the first
-            --limit records are shown as cards (all records are counted in the summary).
+            --limit records are shown as cards (all records are counted in the summary). With --trace FILE (or a
+            trace.json in the output folder, e.g. from `run --trace OUTPUT-DIR/trace.json`) the page also draws the
+            run's timeline: one SVG lane per rank, so the pipeline's idle bubbles can be seen offline.
             """)
 
     @Option(help: "The run's output folder (shard-*.jsonl, run.json).") var outputDir: String
@@ -20,6 +22,8 @@ struct ReportCommand: ParsableCommand {
     @Option(help: "The run's manifest (relative image paths are relative to its folder).") var manifest: String?
     @Option(help: "Most records shown as cards with their image.") var limit: Int = 500
     @Option(help: "Report file (default: OUTPUT-DIR/report.html).") var output: String?
+    @Option(help: ArgumentHelp("A timeline written by `run --trace` to draw (default: OUTPUT-DIR/trace.json if present).",
+                               valueName: "file")) var trace: String?
 
     func validate() throws {
         if limit < 0 { throw ValidationError("--limit must be ≥ 0") }
@@ -47,8 +51,13 @@ struct ReportCommand: ParsableCommand {
             }
         }
         let base = imageBase(outputDir: dir)
+        var timeline: TimelineSection?
+        let traceURL = trace.map { URL(fileURLWithPath: $0) } ?? dir.appendingPathComponent("trace.json")
+        if trace != nil || FileManager.default.fileExists(atPath: traceURL.path) {
+            timeline = TimelineSection(tracks: try TraceFile.read(traceURL), source: traceURL.path)
+        }
         let page = ReportPage(title: "PaliGemma report: \(dir.lastPathComponent)", shards: shardNames,
-                              tally: tally, unreadable: unreadable, imageBase: base)
+                              tally: tally, unreadable: unreadable, imageBase: base, timeline: timeline)
         let target = output.map { URL(fileURLWithPath: $0) } ?? dir.appendingPathComponent("report.html")
         try Data(page.html().utf8).write(to: target, options: .atomic)
         print("\(target.path): \(tally.total) records (\(tally.ok) ok, \(tally.failedCount) error) from "

@@ -26,7 +26,7 @@ struct RunCommand: ParsableCommand {
             Layout under mpirun -np N (or srun --mpi=pmix -n N; the size comes from MPI): rank 0 coordinates;
             the other ranks form R replicas of V vision ranks and S decoder stages, N = 1 + R·(V+S). Example:
             mpirun -np 5 paligemma run ... runs two replicas of one vision rank and one decoder rank each.
-            See docs/operations.md.
+            --trace FILE writes a timeline of every rank (where the pipeline's bubbles are). See docs/operations.md.
             """)
 
     @Option(help: "Model directory: config.json, *.safetensors (+ index), tokenizer.model, processor config.")
@@ -81,8 +81,20 @@ struct RunCommand: ParsableCommand {
     var allowSettingsChange = false
     @Option(help: "Seconds between progress log lines when stderr is not a terminal.")
     var progressInterval = 30.0
+    @Option(help: ArgumentHelp("Write the run's timeline to FILE: a Chrome/Perfetto trace (JSON trace events), one track per rank with its load, vision batches, stage steps per micro-batch, sends and idle waits; open it in ui.perfetto.dev or see it in `paligemma report --trace FILE`. Cheap enough to leave on (docs/operations.md, Timeline).", valueName: "file"))
+    var trace: String?
 
     func validate() throws {
+        if let trace {
+            let folder = URL(fileURLWithPath: trace).standardizedFileURL.deletingLastPathComponent().path
+            var isDir: ObjCBool = false
+            // The output folder itself is made by the run.
+            let output = URL(fileURLWithPath: outputDir).standardizedFileURL.path
+            guard folder == output || FileManager.default.fileExists(atPath: folder, isDirectory: &isDir) && isDir.boolValue else {
+                throw ValidationError("--trace \(trace): the folder \(folder) does not exist (create it, give a file in an "
+                                      + "existing folder, or one in --output-dir)")
+            }
+        }
         if [manifest, images, shards].compactMap({ $0 }).count != 1 {
             throw ValidationError("give exactly one of --manifest FILE, --images DIR or --shards PATTERN")
         }
@@ -169,6 +181,7 @@ struct RunCommand: ParsableCommand {
             ?? (FileManager.default.fileExists(atPath: defaultDecoder.path) ? defaultDecoder : nil)
         config.allowSettingsChange = allowSettingsChange
         config.progressInterval = progressInterval
+        config.trace = trace.map { URL(fileURLWithPath: $0).standardizedFileURL }
         config.commandLine = Array(CommandLine.arguments.dropFirst())
         let status = BatchRun.main(config)
         if status != 0 { throw ExitCode(status) }

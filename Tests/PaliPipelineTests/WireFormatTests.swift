@@ -43,6 +43,10 @@ let typedSamples: [any PipelineMessage] = [
     ShutdownMessage(code: 0, reason: "done"),
     ShutdownMessage(code: 2, reason: "rank 3 is silent"),
     HeartbeatMessage(sequence: 77, sentAt: 12345.678),
+    TraceMessage(isFinal: false, host: "node-ß", clock: -0.25,
+                 events: [.init(start: 1, duration: 0, kind: 1, a: 0, b: 3, c: .max),
+                          .init(start: -9_000_000_000_000, duration: 5, kind: 255, a: -1, b: 4, c: .min)]),
+    TraceMessage(isFinal: true, host: "", clock: nil, events: []),
 ]
 
 private func roundTrip<M: PipelineMessage & Equatable>(_ sample: M) throws {
@@ -67,6 +71,7 @@ func everyKindRoundTrips(index: Int) throws {
     case let m as StatsMessage: try roundTrip(m)
     case let m as ShutdownMessage: try roundTrip(m)
     case let m as HeartbeatMessage: try roundTrip(m)
+    case let m as TraceMessage: try roundTrip(m)
     default: Issue.record("sample \(index) has no round-trip case")
     }
 }
@@ -89,7 +94,7 @@ func everyKindRoundTrips(index: Int) throws {
     let message = Message(kind: .tokens, header: Array("{}".utf8), floats: [1.5, 2])
     let bytes = WireFormat.encode(message)
     #expect(Array(bytes[0..<4]) == Array("PGPL".utf8))
-    #expect(bytes[4] == WireFormat.version && WireFormat.version == 3)
+    #expect(bytes[4] == WireFormat.version && WireFormat.version == 4)
     #expect(bytes[5] == MessageKind.tokens.rawValue)
     #expect(bytes.count == 32 + 2 * 4 + 2)
     // Little-endian counts, the floats right after the frame, then the header.
@@ -206,6 +211,15 @@ private func invalidReason<M: PipelineMessage>(_ type: M.Type, _ message: Messag
     // Token log-probs for another number of tokens.
     let scores = ResultMessage(jobID: 1, tokenIDs: [4, 5], tokenLogprobs: [-1], logprob: -1).message
     #expect(invalidReason(ResultMessage.self, scores)?.contains("log-probs") == true)
+
+    // Trace events: packed bytes that are not whole events, a negative duration; and they unpack as packed.
+    let events: [TraceMessage.Event] = [.init(start: 5, duration: 7, kind: 4, a: 1, b: 2, c: 3), .init(start: -1, duration: 0, kind: 6)]
+    #expect(TraceMessage(isFinal: true, host: "h", clock: nil, events: events).unpacked == events)
+    var ragged = TraceMessage(isFinal: false, host: "h", clock: nil, events: events)
+    ragged.events.removeLast()
+    #expect(invalidReason(TraceMessage.self, ragged.message)?.contains("not a multiple of 32") == true)
+    let backwards = TraceMessage(isFinal: false, host: "h", clock: nil, events: [.init(start: 1, duration: -1, kind: 1)])
+    #expect(invalidReason(TraceMessage.self, backwards.message)?.contains("negative duration") == true)
 
     // Floats on a kind without a payload.
     var job = JobMessage(jobID: 1, imagePath: "a.jpg", promptIDs: [], parameters: greedyParameters).message

@@ -36,3 +36,26 @@ private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     #expect(html.contains("data:image/png;base64,"))
     #expect(html.contains("Unreadable lines (1)"))
 }
+
+/// The timeline: one inline SVG lane per rank, busy shares beside the names, many tiny spans merged into
+/// few rectangles, nothing loaded from elsewhere.
+@Test func timelineDrawsALanePerRankOffline() {
+    var spans: [TraceSpan] = []
+    for i in 0..<5000 {   // 5000 steps of 1 ms with 1 ms idle after each: 10 s
+        spans.append(TraceSpan(name: "micro-batch \(i % 2)", category: TraceFile.busy, start: Double(i) * 2000, duration: 1000,
+                               args: [("micro_batch", Int64(i % 2))]))
+        spans.append(TraceSpan(name: "idle", category: TraceFile.idle, start: Double(i) * 2000 + 1000, duration: 1000))
+    }
+    let tracks = [TraceTrack(rank: 0, role: "coordinator", host: "a<b>"),
+                  TraceTrack(rank: 1, role: "stage 0 of replica 0", host: "a<b>", complete: false, spans: spans)]
+    let html = ReportPage(title: "t", shards: [], tally: ReportTally(limit: 1), unreadable: [], imageBase: fixtures,
+                          timeline: TimelineSection(tracks: tracks, source: "trace.json")).html()
+    #expect(html.contains("<h2>Timeline</h2>"))
+    #expect(html.components(separatedBy: "<svg class=\"lane\"").count - 1 == 2)
+    #expect(html.contains("rank 1: stage 0 of replica 0 @ a&lt;b&gt; · busy 50.0%"))
+    #expect(html.contains("incomplete"))
+    #expect(!html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http"))
+    // 10 000 spans over 1100 px: drawn as at most a few rectangles per pixel column.
+    let rects = html.components(separatedBy: "<rect").count - 1
+    #expect(rects < 3 * 1100, "\(rects) rectangles")
+}
