@@ -44,6 +44,8 @@ public final class MPITransport: Transport, @unchecked Sendable {
     /// The longest sleep between probes while waiting (seconds). Sleeps start at 20 µs and double.
     public var maxPollInterval: Double = 0.001
     public private(set) var isFinalized = false
+    /// Each rank's processor name (its host), gathered once at start (`host(of:)`).
+    public let hostNames: [String]
     /// `isLaunchedByMPIRun` as it was before MPI was initialized.
     public let launchedByMPIRun: Bool
 
@@ -129,6 +131,27 @@ public final class MPITransport: Transport, @unchecked Sendable {
         guard provided >= threadSupport.level else {
             throw TransportError.threadSupport(requested: threadSupport.level, provided: provided)
         }
+        hostNames = try Self.gatherProcessorNames(rank: Int(worldRank), size: Int(worldSize))
+    }
+
+    /// Every rank's MPI_Get_processor_name, by one MPI_Allgather of fixed-size names at start (every
+    /// rank is there then), so that an abort can say on which host a silent or failed rank runs.
+    private static func gatherProcessorNames(rank: Int, size: Int) throws -> [String] {
+        let width = Int(CMPI_max_processor_name())
+        var mine = [CChar](repeating: 0, count: width)
+        var length: Int32 = 0
+        try check(MPI_Get_processor_name(&mine, &length), "MPI_Get_processor_name", rank: rank)
+        var all = [CChar](repeating: 0, count: width * size)
+        try check(MPI_Allgather(&mine, Int32(width), CMPI_char(), &all, Int32(width), CMPI_char(), CMPI_comm_world()),
+                  "MPI_Allgather (processor names)", rank: rank)
+        return (0..<size).map { index in
+            let bytes = all[(index * width)..<((index + 1) * width)].prefix { $0 != 0 }
+            return String(decoding: bytes.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+    }
+
+    public func host(of rank: Int) -> String? {
+        hostNames.indices.contains(rank) ? hostNames[rank] : nil
     }
 
     // No deinit: buffers of sends still in flight are leaked on purpose, as MPI may still read them.
@@ -245,7 +268,8 @@ public final class MPITransport: Transport, @unchecked Sendable {
 
     public func abort(_ reason: String) -> Never {
         // No lock: another thread may be inside a call; MPI_Abort is the last call anyway.
-        transportLogger.critical("rank \(rank) of \(size) aborts the job: \(reason)", metadata: ["mpi.rank": "\(rank)"])
+        transportLogger.critical("rank \(rank) of \(size) on \(host(of: rank) ?? HostName.current) aborts the job: \(reason)",
+                                 metadata: ["mpi.rank": "\(rank)"])
         if !isFinalized {
             _ = MPI_Abort(CMPI_comm_world(), 1)
         }

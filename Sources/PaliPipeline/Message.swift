@@ -24,6 +24,9 @@ public enum MessageKind: UInt8, CaseIterable, Sendable, CustomStringConvertible 
     case shutdown = 7
     /// Any rank → any rank: "I am alive" (see `PeerMonitor`).
     case heartbeat = 8
+    /// Worker → coordinator: this rank cannot go on (a silent peer, a failed transfer); the coordinator
+    /// keeps what is whole, writes stats.json with the reason and ends the job.
+    case failure = 9
 
     public var description: String {
         switch self {
@@ -35,6 +38,7 @@ public enum MessageKind: UInt8, CaseIterable, Sendable, CustomStringConvertible 
         case .stats: return "stats"
         case .shutdown: return "shutdown"
         case .heartbeat: return "heartbeat"
+        case .failure: return "failure"
         }
     }
 }

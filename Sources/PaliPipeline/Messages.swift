@@ -14,6 +14,7 @@
 //   stats       sequence, isFinal, values                                 -
 //   shutdown    code, reason                                              -
 //   heartbeat   sequence, sentAt                                          -
+//   failure     reason                                                    -
 import Foundation
 
 /// A typed pipeline message: converts to and from the `Message` envelope of its kind.
@@ -417,6 +418,19 @@ public struct HeartbeatMessage: HeaderOnlyMessage, Equatable {
     public init(sequence: Int64, sentAt: Double) {
         self.sequence = sequence; self.sentAt = sentAt
     }
+}
+
+// MARK: - failure
+
+/// Worker → coordinator: why this rank cannot go on (a silent peer, a failed MPI call, an error of its
+/// role). The coordinator writes it into stats.json (outcome "failed") and ends the job; the worker
+/// aborts on its own only if that does not happen within a few seconds.
+public struct FailureMessage: HeaderOnlyMessage, Equatable {
+    public static let kind = MessageKind.failure
+    /// What failed, naming the ranks involved with their roles and hosts.
+    public var reason: String
+
+    public init(reason: String) { self.reason = reason }
 }
 
 // MARK: - Coding

@@ -3,6 +3,7 @@
 // Two implementations share these semantics: `MPITransport` (Open MPI, one process per rank) and
 // `LocalTransport` (one thread per rank in one process, for tests and np=1). The pipeline code is
 // written against `Transport` alone, so the in-process runs exercise the same logic as mpirun runs.
+import Foundation
 import Logging
 
 /// The transports' logger (the abort message every rank prints before the job ends).
@@ -35,8 +36,11 @@ public protocol Transport: AnyObject {
     func flush() throws
     /// Moves communication along without waiting (for a background thread while the owner computes).
     func progress() throws
-    /// Ends the whole job (MPI_Abort) after printing `reason` with this rank's number to stderr.
+    /// Ends the whole job (MPI_Abort) after printing `reason` with this rank's number and host to stderr.
     func abort(_ reason: String) -> Never
+    /// The host rank `rank` runs on (its processor name, exchanged when the transport started), for
+    /// messages that must say where a rank is; nil for a rank outside `0..<size`.
+    func host(of rank: Int) -> String?
     /// Messages and bytes (wire-format size) sent and received so far, for stats.
     var counters: TransportCounters { get }
 }
@@ -46,10 +50,24 @@ extension Transport {
     /// need nothing.
     public func progress() throws {}
 
+    /// Every rank of an in-process transport runs on this host.
+    public func host(of rank: Int) -> String? {
+        (0..<size).contains(rank) ? HostName.current : nil
+    }
+
     /// Sends a typed pipeline message.
     public func send(_ message: some PipelineMessage, to rank: Int) throws {
         try send(message.message, to: rank)
     }
+}
+
+/// This machine's host name (gethostname), as MPI_Get_processor_name gives it in Open MPI.
+public enum HostName {
+    public static let current: String = {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown-host" }
+        return String(cString: buffer)
+    }()
 }
 
 /// Traffic counted by a transport; bytes are wire-format sizes (`WireFormat.encodedSize`).

@@ -3,7 +3,7 @@
 //
 //   offset  size  field
 //        0     4  magic "PGPL" (0x50 0x47 0x50 0x4C)
-//        4     1  version (3)
+//        4     1  version (4)
 //        5     1  kind (MessageKind raw value)
 //        6     2  reserved, 0
 //        8     4  float count         F   (UInt32)
@@ -18,13 +18,14 @@
 // payload byte: a corrupt, truncated or foreign buffer is a `TransportError.corruptMessage`, never a
 // crash or an out-of-bounds read. Version 1 laid each kind's fields out by hand as Int64s, Int32s
 // and bytes; version 2 replaced that with the JSON header; version 3 added beam search (job beams,
-// slice and token-update beam fields) and the result's token log-probs.
+// slice and token-update beam fields) and the result's token log-probs; version 4 added the failure kind
+// (a worker's report to the coordinator of why it cannot go on).
 
 public enum WireFormat {
     /// "PGPL" read as a little-endian UInt32.
     public static let magic: UInt32 = 0x4C50_4750
     /// Bumped whenever the layout or a kind's fields change; ranks of different versions refuse each other.
-    public static let version: UInt8 = 3
+    public static let version: UInt8 = 4
     /// Bytes before the payload.
     public static let frameSize = 32
 

@@ -256,6 +256,7 @@ public enum BatchRun {
                                      maxPixels: config.maxPixels, visionBatch: config.visionBatch)
                 }
                 context.weightBytes = worker.tower.packedBytes + worker.projector.packedBytes
+                try TestHooks.failIfAsked(rank: context.rank)
                 try worker.run()
             case .stage(_, let index):
                 let layers = stagePlan.ranges[index], withEmbedding = index == 0 || index == layout.stages - 1
@@ -267,11 +268,13 @@ public enum BatchRun {
                                       microBatches: config.microBatches ?? layout.stages)
                 }
                 context.weightBytes = worker.stage.decoder.packedBytes
+                try TestHooks.failIfAsked(rank: context.rank)
                 try worker.run()
             }
             try transport.flush()
             return 0
         } catch {
+            context.reportFailure(error, reason: "\(error)")
             transport.abort("\(role): \(error)")
         }
     }

@@ -44,6 +44,8 @@ final class Coordinator {
     private var readingShard: String?
     private var shardsRead: Set<String> = []
     private var outstanding: [String: Int] = [:]
+    /// Temporary shards of an earlier run that the resume scan deleted (named in stats.json).
+    private var removedTempShards: [String] = []
 
     init(context: RankContext, bundle: ModelBundle, stagePlan: StagePlan, config: RunConfiguration) throws {
         self.context = context
@@ -80,9 +82,15 @@ final class Coordinator {
                 + "process's; delete them once no run writes there (their records are not counted as done)"))
         }
         stats = RunStats(skipped: resume.doneIDs.count)
+        removedTempShards = resume.removedTempNames
         let remaining = max(0, total - resume.doneIDs.count)
         let progress = ProgressReporter(total: total, alreadyDone: resume.doneIDs.count,
                                         interval: config.progressInterval)
+        if !resume.removedTempNames.isEmpty {
+            context.logger.notice(.init(stringLiteral: "removed \(resume.removedTempNames.count) temporary shard(s) left by an earlier run "
+                + "that ended before completing them (\(resume.removedTempNames.prefix(4).joined(separator: ", "))): "
+                + "their records were never complete, so their jobs are done again"))
+        }
         if resume.records > 0 {
             context.logger.notice("resuming: \(resume.records) records in \(resume.shards) complete shards are kept; \(remaining) to do")
         }
@@ -125,6 +133,10 @@ final class Coordinator {
                     case .stats:
                         let stats = try StatsMessage(message)
                         workerStats[source] = stats.values
+                    case .failure:
+                        // A worker lost a peer or failed: the job is lost; say why in stats.json first.
+                        let report = try FailureMessage(message)
+                        throw RunError.workerFailed(worker: context.describe(source), reason: report.reason)
                     default:
                         throw unexpected(message, from: source, at: context)
                     }
@@ -144,8 +156,18 @@ final class Coordinator {
             let name = StopSignal.name(interrupted)
             context.logger.notice(.init(stringLiteral: "\(name): stopped with \(dispatched.count) job(s) unfinished; every complete shard is on disk "
                 + "(\(writer.shardsCompleted.count) written by this run). Rerun the same command to resume."))
-            try shutdownWorkers(code: 1, reason: "\(name) received", wait: 5)
-            try writeStats(outcome: "interrupted", extra: [("signal", .string(name))])
+            // 4 s: under mpirun with Cluster/openmpi.conf, SIGKILL follows SIGTERM after 6 s.
+            let unanswered = try shutdownWorkers(code: 1, reason: "\(name) received", wait: Self.stopWait)
+            if unanswered.isEmpty {
+                try writeStats(outcome: "interrupted", extra: [("signal", .string(name))])
+            } else {
+                // A worker that does not answer a stop is lost (its host, or the link to it), and its loss
+                // is the likely reason for the signal: mpirun ends the job with SIGTERM when a daemon is lost.
+                let error = Self.unansweredStop(signal: name, ranks: unanswered.map(context.describe), wait: Self.stopWait)
+                context.logger.error("\(error)")
+                try writeStats(outcome: "failed", extra: [("signal", .string(name)), ("error", .string(error)),
+                                                          ("lost_ranks", .array(unanswered.map { .int($0) }))])
+            }
             return 128 + interrupted
         }
         try shutdownWorkers(code: 0, reason: "done", wait: 30)
@@ -161,13 +183,18 @@ final class Coordinator {
     private func failed(_ error: Error, writer: RecordSink) {
         // With the folder gone there is nothing to keep or to write to; the abort's message says so.
         if case OutputError.directoryGone = error { return }
+        var extra: [(String, JSONValue)] = [("error", .string("\(error)"))]
         do {
             try writer.finish()
         } catch let finishError {
-            context.logger.notice("the shard being written is not kept (\(finishError)); its jobs are redone on resume")
+            let left = Self.temporaryShards(in: config.outputDirectory)
+            context.logger.notice(.init(stringLiteral: "the shard being written is not kept (\(finishError)); "
+                + (left.isEmpty ? "" : "left \(left.joined(separator: ", ")) in \(config.outputDirectory.path); ")
+                + "its jobs are redone on resume"))
+            if !left.isEmpty { extra.append(("temporary_shards", .array(left.map { .string($0) }))) }
         }
         do {
-            try writeStats(outcome: "failed", extra: [("error", .string("\(error)"))])
+            try writeStats(outcome: "failed", extra: extra)
         } catch let statsError {
             context.logger.notice("cannot write stats.json: \(statsError)")
         }
@@ -346,8 +373,26 @@ final class Coordinator {
 
     // MARK: End
 
-    /// Tells every worker to stop and collects their final stats (waiting up to `wait` seconds).
-    private func shutdownWorkers(code: Int64, reason: String, wait: Double) throws {
+    /// Seconds the coordinator waits for the workers' answers after a stop signal.
+    static let stopWait = 4.0
+
+    /// The error of a stop (`signal`) that some workers (`ranks`, described) did not answer in `wait` s.
+    static func unansweredStop(signal: String, ranks: [String], wait: Double) -> String {
+        "\(signal) received, and \(ranks.joined(separator: ", ")) did not answer the stop within \(Int(wait)) s: "
+            + "lost (its host is down or frozen, or the link to it is cut; mpirun ends a job with SIGTERM when it loses "
+            + "a host's daemon). Every complete shard is kept; check that host and rerun the same command to resume."
+    }
+
+    /// The temporary shards (".NAME.jsonl.PID@HOST.tmp") in `directory`, by name.
+    static func temporaryShards(in directory: URL) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasPrefix(".") && $0.hasSuffix(".tmp") && $0.contains(".jsonl") }.sorted()
+    }
+
+    /// Tells every worker to stop and collects their final stats (waiting up to `wait` seconds); returns
+    /// the workers that sent no final stats in that time.
+    @discardableResult
+    private func shutdownWorkers(code: Int64, reason: String, wait: Double) throws -> [Int] {
         let workers = Array(1..<layout.worldSize)
         for rank in workers { try context.transport.send(ShutdownMessage(code: code, reason: reason), to: rank) }
         var pending = Set(workers)
@@ -361,6 +406,7 @@ final class Coordinator {
             }
         }
         for rank in workers { context.forget(rank) }
+        return pending.sorted()
     }
 
     /// Writes stats.json: `outcome` is "complete", "interrupted" (with `signal`) or "failed" (with
@@ -375,7 +421,11 @@ final class Coordinator {
                 peakRSSBytes: values["peak_rss_bytes"].map { Int($0) }, visionImages: values["images"].map { Int($0) })
         }
         stats.setRoles(roles)
-        stats.finish(outcome: outcome, details: extra)
+        var details = extra
+        if !removedTempShards.isEmpty {
+            details.append(("removed_temporary_shards", .array(removedTempShards.map { .string($0) })))
+        }
+        stats.finish(outcome: outcome, details: details)
         try stats.write(to: config.outputDirectory)
     }
 }

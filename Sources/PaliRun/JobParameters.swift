@@ -34,12 +34,23 @@ public enum RunError: Error, CustomStringConvertible {
     case internalMessage(String)
     case setup(String)
     case peer(String)
+    /// This rank has not heard from `peer` (described with its role and host, `RankContext.describe`)
+    /// for `seconds`.
+    case silentPeer(peer: String, seconds: Double)
+    /// A worker (described with its role and host) reported that it cannot go on (`FailureMessage`).
+    case workerFailed(worker: String, reason: String)
 
     public var description: String {
         switch self {
         case .internalMessage(let text): return "internal error: \(text); please report it with the command line"
         case .setup(let text): return text
         case .peer(let text): return text
+        case .silentPeer(let peer, let seconds):
+            return "\(peer) has been silent for \(Int(seconds.rounded())) s; it is hung or dead, or the network "
+                + "between the two hosts is cut. Check that host, its link and its log; the job is ended so the rest "
+                + "does not wait forever (rerun the same command to resume)."
+        case .workerFailed(let worker, let reason):
+            return "\(worker) cannot go on: \(reason)"
         }
     }
 }

@@ -43,6 +43,7 @@ let typedSamples: [any PipelineMessage] = [
     ShutdownMessage(code: 0, reason: "done"),
     ShutdownMessage(code: 2, reason: "rank 3 is silent"),
     HeartbeatMessage(sequence: 77, sentAt: 12345.678),
+    FailureMessage(reason: "rank 1 (vision 0 of replica 0) on node7 has been silent for 24 s; \"é\"\n"),
 ]
 
 private func roundTrip<M: PipelineMessage & Equatable>(_ sample: M) throws {
@@ -67,6 +68,7 @@ func everyKindRoundTrips(index: Int) throws {
     case let m as StatsMessage: try roundTrip(m)
     case let m as ShutdownMessage: try roundTrip(m)
     case let m as HeartbeatMessage: try roundTrip(m)
+    case let m as FailureMessage: try roundTrip(m)
     default: Issue.record("sample \(index) has no round-trip case")
     }
 }
@@ -89,7 +91,7 @@ func everyKindRoundTrips(index: Int) throws {
     let message = Message(kind: .tokens, header: Array("{}".utf8), floats: [1.5, 2])
     let bytes = WireFormat.encode(message)
     #expect(Array(bytes[0..<4]) == Array("PGPL".utf8))
-    #expect(bytes[4] == WireFormat.version && WireFormat.version == 3)
+    #expect(bytes[4] == WireFormat.version && WireFormat.version == 4)
     #expect(bytes[5] == MessageKind.tokens.rawValue)
     #expect(bytes.count == 32 + 2 * 4 + 2)
     // Little-endian counts, the floats right after the frame, then the header.
