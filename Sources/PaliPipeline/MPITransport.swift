@@ -41,6 +41,12 @@ public final class MPITransport: Transport, @unchecked Sendable {
     public let threadSupport: ThreadSupport
     /// How long `flush` (and `finalize`) waits for pending sends before throwing `.timeout`; nil: forever.
     public var flushTimeout: Double?
+    /// How long a call waits for another thread's MPI step to end before it gives up with `.stuck`
+    /// (seconds). One step (a test, a probe, a receive of a probed message) takes microseconds to
+    /// milliseconds, and the lock is never held while sleeping; a step that lasts seconds is stuck inside
+    /// Open MPI (seen: the TCP transport's warning about a peer host that died waits on the local
+    /// daemon, which is busy ending the job). The caller is then free to act: rank 0 writes stats.json.
+    public var stuckCallLimit: Double = 3
     /// The longest sleep between probes while waiting (seconds). Sleeps start at 20 µs and double.
     public var maxPollInterval: Double = 0.001
     public private(set) var isFinalized = false
@@ -55,6 +61,9 @@ public final class MPITransport: Transport, @unchecked Sendable {
     /// Messages received while `flush` waited (so a peer blocked on sending to us can finish); FIFO.
     private var inbox = FIFO<(source: Int, message: Message)>()
     private var traffic = TransportCounters()
+    /// The peers of sends not yet complete, readable while another thread is inside MPI (`.stuck`).
+    private let pendingPeersLock = NSLock()
+    private var pendingPeers: [Int] = []
 
     /// One MPI_Isend in flight and the bytes it reads from.
     private struct PendingSend {
@@ -189,6 +198,7 @@ public final class MPITransport: Transport, @unchecked Sendable {
                 throw error("MPI_Isend", code, peer: peer, tag: Int(tag))
             }
             pending.append(PendingSend(request: request, buffer: buffer, peer: peer, tag: tag))
+            publishPendingPeers()
             traffic.messagesSent += 1
             traffic.bytesSent += byteCount
             try reapSends()
@@ -258,7 +268,7 @@ public final class MPITransport: Transport, @unchecked Sendable {
 
     /// Flushes pending sends, then calls MPI_Finalize. The transport cannot be used afterwards.
     public func finalize() throws {
-        if withMPI({ isFinalized }) { return }
+        if try withMPI({ isFinalized }) { return }
         try flush()
         try withMPI {
             isFinalized = true
@@ -296,6 +306,14 @@ public final class MPITransport: Transport, @unchecked Sendable {
                 index += 1
             }
         }
+        publishPendingPeers()
+    }
+
+    private func publishPendingPeers() {
+        let peers = Array(Set(pending.map(\.peer))).sorted()
+        pendingPeersLock.lock()
+        pendingPeers = peers
+        pendingPeersLock.unlock()
     }
 
     /// One message if one is waiting, received whole whatever its size.
@@ -336,12 +354,17 @@ public final class MPITransport: Transport, @unchecked Sendable {
         guard !isFinalized else { throw TransportError.lifecycle("rank \(rank): the transport was finalized") }
     }
 
-    private func withMPI<T>(_ body: () throws -> T) rethrows -> T {
+    private func withMPI<T>(_ body: () throws -> T) throws -> T {
         if threadSupport == .funneled {
             precondition(pthread_equal(pthread_self(), owner) != 0,
                          "MPITransport is MPI_THREAD_FUNNELED: call it only from the thread that created it")
         }
-        lock.lock()
+        guard lock.lock(before: Date(timeIntervalSinceNow: stuckCallLimit)) else {
+            pendingPeersLock.lock()
+            let peers = pendingPeers
+            pendingPeersLock.unlock()
+            throw TransportError.stuck(rank: rank, seconds: stuckCallLimit, pendingSendsTo: peers)
+        }
         defer { lock.unlock() }
         return try body()
     }

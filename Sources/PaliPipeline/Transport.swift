@@ -101,6 +101,9 @@ public enum TransportError: Error, CustomStringConvertible, Equatable {
     case timeout(operation: String, rank: Int, peers: [Int], seconds: Double)
     /// A peer has not been heard from for `seconds` (see `PeerMonitor`).
     case peerSilent(rank: Int, peer: Int, seconds: Double)
+    /// Another thread of `rank` has been inside one MPI call for over `seconds` (`MPITransport.stuckCallLimit`);
+    /// `pendingSendsTo`: the peers of this rank's sends not yet complete then.
+    case stuck(rank: Int, seconds: Double, pendingSendsTo: [Int])
     /// Another endpoint of a `LocalTransport` group aborted the job.
     case aborted(by: Int, reason: String)
     /// The world size cannot be split into coordinator + replicas as asked.
@@ -140,6 +143,11 @@ public enum TransportError: Error, CustomStringConvertible, Equatable {
         case .peerSilent(let rank, let peer, let seconds):
             return "rank \(rank): rank \(peer) has been silent for \(Int(seconds.rounded())) s; it is hung or "
                 + "dead. Check its host and its log; the job is ended so the rest does not wait forever."
+        case .stuck(let rank, let seconds, let peers):
+            return "rank \(rank): another thread of this rank has been inside one MPI call for over \(Int(seconds)) s: Open MPI "
+                + "is stuck, typically on a peer that is gone or cut off"
+                + (peers.isEmpty ? "" : " (sends to rank(s) \(peers.map(String.init).joined(separator: ", ")) are not complete)")
+                + "; mpirun's output names a lost host. The job is ended."
         case .aborted(let by, let reason):
             return "the job was aborted by rank \(by): \(reason)"
         case .invalidLayout(let message):

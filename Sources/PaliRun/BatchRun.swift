@@ -274,6 +274,7 @@ public enum BatchRun {
             try transport.flush()
             return 0
         } catch {
+            let error = context.named(error)
             context.reportFailure(error, reason: "\(error)")
             transport.abort("\(role): \(error)")
         }

@@ -72,7 +72,7 @@ final class Coordinator {
             setup = try prepare()
         } catch {
             context.logger.error("\(error)")
-            try shutdownWorkers(code: 2, reason: "the coordinator could not start the job", wait: 5)
+            _ = try shutdownWorkers(code: 2, reason: "the coordinator could not start the job", wait: 5)
             return 2
         }
         let (total, resume, writer, reader) = setup
@@ -147,6 +147,7 @@ final class Coordinator {
         } catch {
             // The job is lost (a silent or dead rank, an unexpected message, an output error): keep what
             // is whole, say so in stats.json, and let the caller abort every rank.
+            let error = context.named(error)
             failed(error, writer: writer)
             throw error
         }
@@ -156,21 +157,22 @@ final class Coordinator {
             let name = StopSignal.name(interrupted)
             context.logger.notice(.init(stringLiteral: "\(name): stopped with \(dispatched.count) job(s) unfinished; every complete shard is on disk "
                 + "(\(writer.shardsCompleted.count) written by this run). Rerun the same command to resume."))
-            // 4 s: under mpirun with Cluster/openmpi.conf, SIGKILL follows SIGTERM after 6 s.
-            let unanswered = try shutdownWorkers(code: 1, reason: "\(name) received", wait: Self.stopWait)
-            if unanswered.isEmpty {
+            let wait = Self.stopWait(signal: interrupted)
+            let (_, lost) = try stopping { try shutdownWorkers(code: 1, reason: "\(name) received", wait: wait) }
+            if lost.isEmpty {
                 try writeStats(outcome: "interrupted", extra: [("signal", .string(name))])
             } else {
-                // A worker that does not answer a stop is lost (its host, or the link to it), and its loss
-                // is the likely reason for the signal: mpirun ends the job with SIGTERM when a daemon is lost.
-                let error = Self.unansweredStop(signal: name, ranks: unanswered.map(context.describe), wait: Self.stopWait)
+                // A worker that neither answers the stop nor has sent a heartbeat lately is lost (its host,
+                // or the link to it), and its loss is the likely reason for the signal: mpirun ends the job
+                // with SIGTERM when it loses a host's daemon.
+                let error = Self.unansweredStop(signal: name, ranks: lost.map(context.describe), wait: wait)
                 context.logger.error("\(error)")
                 try writeStats(outcome: "failed", extra: [("signal", .string(name)), ("error", .string(error)),
-                                                          ("lost_ranks", .array(unanswered.map { .int($0) }))])
+                                                          ("lost_ranks", .array(lost.map { .int($0) }))])
             }
             return 128 + interrupted
         }
-        try shutdownWorkers(code: 0, reason: "done", wait: 30)
+        _ = try stopping { try shutdownWorkers(code: 0, reason: "done", wait: 30) }
         try writeStats(outcome: "complete")
         context.logger.notice(.init(stringLiteral: "done: \(counts.ok) ok, \(counts.error) errors, \(counts.skipped) already done; "
             + "\(writer.shardsCompleted.count) shard(s) written to \(config.outputDirectory.path)"))
@@ -184,6 +186,7 @@ final class Coordinator {
         // With the folder gone there is nothing to keep or to write to; the abort's message says so.
         if case OutputError.directoryGone = error { return }
         var extra: [(String, JSONValue)] = [("error", .string("\(error)"))]
+        if StopSignal.pending != 0 { extra.append(("signal", .string(StopSignal.name(StopSignal.pending)))) }
         do {
             try writer.finish()
         } catch let finishError {
@@ -373,8 +376,24 @@ final class Coordinator {
 
     // MARK: End
 
-    /// Seconds the coordinator waits for the workers' answers after a stop signal.
-    static let stopWait = 4.0
+    /// Runs the stop exchange with the workers (`work`); when it fails (MPI stuck, a peer gone), writes
+    /// stats.json ("failed", the error) before rethrowing, since the shards are already complete.
+    private func stopping<T>(_ work: () throws -> T) throws -> T {
+        do {
+            return try work()
+        } catch {
+            let error = context.named(error)
+            var extra: [(String, JSONValue)] = [("error", .string("\(error)"))]
+            if StopSignal.pending != 0 { extra.append(("signal", .string(StopSignal.name(StopSignal.pending)))) }
+            try? writeStats(outcome: "failed", extra: extra)
+            throw error
+        }
+    }
+
+    /// Seconds the coordinator waits for the workers' answers after stop signal `signal`: 2 after SIGTERM,
+    /// which its senders follow with SIGKILL (mpirun with Cluster/openmpi.conf: 3 s later; Slurm: after
+    /// KillWait), else 5.
+    static func stopWait(signal: Int32) -> Double { signal == SIGTERM ? 2 : 5 }
 
     /// The error of a stop (`signal`) that some workers (`ranks`, described) did not answer in `wait` s.
     static func unansweredStop(signal: String, ranks: [String], wait: Double) -> String {
@@ -390,9 +409,9 @@ final class Coordinator {
     }
 
     /// Tells every worker to stop and collects their final stats (waiting up to `wait` seconds); returns
-    /// the workers that sent no final stats in that time.
-    @discardableResult
-    private func shutdownWorkers(code: Int64, reason: String, wait: Double) throws -> [Int] {
+    /// the workers that sent no final stats in that time, and those of them that are lost: nothing heard
+    /// from them (not even a heartbeat, which a busy rank still sends) for two heartbeat intervals.
+    private func shutdownWorkers(code: Int64, reason: String, wait: Double) throws -> (unanswered: [Int], lost: [Int]) {
         let workers = Array(1..<layout.worldSize)
         for rank in workers { try context.transport.send(ShutdownMessage(code: code, reason: reason), to: rank) }
         var pending = Set(workers)
@@ -405,8 +424,13 @@ final class Coordinator {
                 pending.remove(source)
             }
         }
+        // A rank heard from during the wait is forgotten (no longer watched): it is alive.
+        let now = MonotonicClock.now()
+        let lost = pending.filter { rank in
+            context.monitor.lastHeard(from: rank).map { now - $0 > 2 * context.heartbeatInterval } ?? false
+        }
         for rank in workers { context.forget(rank) }
-        return pending.sorted()
+        return (pending.sorted(), lost.sorted())
     }
 
     /// Writes stats.json: `outcome` is "complete", "interrupted" (with `signal`) or "failed" (with

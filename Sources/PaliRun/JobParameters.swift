@@ -39,6 +39,9 @@ public enum RunError: Error, CustomStringConvertible {
     case silentPeer(peer: String, seconds: Double)
     /// A worker (described with its role and host) reported that it cannot go on (`FailureMessage`).
     case workerFailed(worker: String, reason: String)
+    /// Another thread of this rank has been inside one MPI call for over `seconds` (`TransportError.stuck`);
+    /// `pendingSendsTo`: the peers (described) of sends not complete then.
+    case stuckInMPI(seconds: Double, pendingSendsTo: [String])
 
     public var description: String {
         switch self {
@@ -51,6 +54,11 @@ public enum RunError: Error, CustomStringConvertible {
                 + "does not wait forever (rerun the same command to resume)."
         case .workerFailed(let worker, let reason):
             return "\(worker) cannot go on: \(reason)"
+        case .stuckInMPI(let seconds, let peers):
+            return "another thread of this rank has been inside one MPI call for over \(Int(seconds)) s: Open MPI is stuck, "
+                + "typically on a peer that is gone or cut off"
+                + (peers.isEmpty ? "" : " (sends to \(peers.joined(separator: ", ")) are not complete)")
+                + "; mpirun's output names a lost host. Check it and rerun the same command to resume."
         }
     }
 }

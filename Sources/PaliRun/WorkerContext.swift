@@ -114,6 +114,15 @@ final class RankContext {
         }
     }
 
+    /// `error` with the ranks it names described by role and host, where the error is one that names
+    /// ranks by number only.
+    func named(_ error: Error) -> Error {
+        if case TransportError.stuck(_, let seconds, let peers) = error {
+            return RunError.stuckInMPI(seconds: seconds, pendingSendsTo: peers.map(describe))
+        }
+        return error
+    }
+
     /// Seconds a worker that cannot go on waits, after telling the coordinator why, for the coordinator to
     /// end the job (writing stats.json first) before it aborts the job itself.
     static let failureReportGrace = 3.0

@@ -15,7 +15,8 @@
 #
 # Environment: PALIGEMMA (the binary; default .build/release/paligemma, else .build/debug/paligemma),
 # KEEP_WORK=1 (keep the work folder), MEASURE_OUTAGE="8 14" (also measure link outages of those seconds:
-# whether the job survives them; slow, for docs/operations.md), PHASES="ranks faults" (a subset).
+# whether the job survives them; slow, for docs/operations.md), PHASES (a subset of the default
+# "ranks link-cut host-kill host-freeze").
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -109,18 +110,19 @@ export PALIGEMMA_BATCH_INVARIANT=1 PALIGEMMA_CACHE_DIR="$work/cache" OPENBLAS_NU
 model=$root/models/paligemma-shapes
 manifest=$root/Launch/demo-data/manifest.jsonl
 job_args=(run --model "$model" --manifest "$manifest" --max-tokens 40 --shard-size 12 --threads 1
-          --vision-batch 1 --progress-interval 5)
+          --vision-batch 1 --progress-interval 2)
 
-# mpirun_job OUT NP [VAR=VALUE...]: starts the job across the hosts in the background (mpirun_pid), log OUT.log.
+# mpirun_job OUT LOG NP [VAR=VALUE...]: starts the job across the hosts in the background (mpirun_pid:
+# Cluster/mpirun-guard.sh, which ends mpirun if it outlives the coordinator, as with a frozen host).
 mpirun_job() {
-    local out=$1 np=$2; shift 2
+    local out=$1 log=$2 np=$3; shift 3
     local exports=(-x PALIGEMMA_BATCH_INVARIANT -x PALIGEMMA_CACHE_DIR -x OPENBLAS_NUM_THREADS)
     local assignment
     for assignment in "$@"; do exports+=(-x "$assignment"); done
-    mpirun --tune "$root/Cluster/openmpi.conf" --host pgt1:4,pgt2:4,pgt3:4 -np "$np" --map-by node \
+    "$root/Cluster/mpirun-guard.sh" "$out" mpirun --tune "$root/Cluster/openmpi.conf" --host pgt1:4,pgt2:4,pgt3:4 -np "$np" --map-by node \
         --bind-to none --oversubscribe --mca plm_rsh_agent "$work/rsh" \
         --mca oob_tcp_if_include "$net.0/24" --mca btl self,tcp --mca btl_tcp_if_include "$net.0/24" \
-        "${exports[@]}" "$bin" "${job_args[@]}" --output-dir "$out" > "$out.log" 2>&1 &
+        "${exports[@]}" "$bin" "${job_args[@]}" --output-dir "$out" > "$log" 2>&1 &
     mpirun_pid=$!
 }
 
@@ -171,17 +173,18 @@ sys.exit(0 if duplicates == 0 and not missing and not different and len(got) == 
 EOF
 }
 
-# first_record OUT SECONDS: waits (bounded) until rank 0 has written a record (the job is mid-way).
+# first_record LOG SECONDS: waits (bounded) until rank 0 reports a finished record (the job is mid-way;
+# the records themselves stay in the writer's buffer until their shard is complete).
 first_record() {
     local deadline=$(( $(date +%s) + $2 ))
     while [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$mpirun_pid" 2>/dev/null; do
-        if cat "$1"/shard-*.jsonl "$1"/.shard-*.tmp 2>/dev/null | grep -q '"id"'; then return 0; fi
+        if grep -Eq '^progress [1-9]' "$1" 2>/dev/null; then return 0; fi
         sleep 0.2
     done
     return 1
 }
 
-phases=${PHASES:-ranks faults}
+phases=${PHASES:-ranks link-cut host-kill host-freeze}
 
 # --- records across hosts equal one process -------------------------------------------------------------
 t=$(now)
@@ -192,7 +195,7 @@ say "one-process reference run: $(since "$t") s, $(cat "$work"/reference/shard-*
 if [[ " $phases " == *" ranks "* ]]; then
     for np in 3 5; do
         t=$(now)
-        mpirun_job "$work/np$np" "$np"
+        mpirun_job "$work/np$np" "$work/np$np.log" "$np"
         wait_job 180
         if [ "$job_rc" != 0 ]; then tail -30 "$work/np$np.log"; fail "np $np across 3 hosts: exit $job_rc"; continue; fi
         hosts_seen=$(grep -o 'on pgt[0-9]' "$work/np$np.log" | sort -u | tr '\n' ' ')
@@ -210,8 +213,8 @@ fault() {
     local i=${host#pgt}
     say "--- $name: $what on $host"
     local t=$(now)
-    mpirun_job "$out" 3 PALIGEMMA_TEST_SLOW_VISION=2
-    if ! first_record "$out" 90; then tail -30 "$out.log"; fail "$name: no record within 90 s"; return; fi
+    mpirun_job "$out" "$out.log" 3 PALIGEMMA_TEST_SLOW_VISION=2
+    if ! first_record "$out.log" 90; then tail -30 "$out.log"; fail "$name: no record within 90 s"; return; fi
     say "$name: first record after $(since "$t") s; $what on $host"
     local cut=$(now)
     case $what in
@@ -258,25 +261,23 @@ EOF
     esac
     kill -KILL $(ip netns pids "$host") 2>/dev/null
     t=$(now)
-    mpirun_job "$out" 3
+    mpirun_job "$out" "$out.rerun.log" 3
     wait_job 180
-    [ "$job_rc" = 0 ] || { tail -20 "$out.log"; fail "$name: rerun exit $job_rc"; }
-    grep -E "removed .* temporary shard|resuming" "$out.log" | head -2 | sed 's/^/    /'
+    [ "$job_rc" = 0 ] || { tail -20 "$out.rerun.log"; fail "$name: rerun exit $job_rc"; }
+    grep -E "removed .* temporary shard|resuming" "$out.rerun.log" | head -2 | sed 's/^/    /'
     say "$name: rerun exit $job_rc in $(since "$t") s"
     compare "$out" "$name rerun"
 }
 
-if [[ " $phases " == *" faults "* ]]; then
-    fault link-cut pgt3 cut
-    fault host-kill pgt2 kill
-    fault host-freeze pgt3 freeze
-fi
+[[ " $phases " != *" link-cut "* ]] || fault link-cut pgt3 cut
+[[ " $phases " != *" host-kill "* ]] || fault host-kill pgt2 kill
+[[ " $phases " != *" host-freeze "* ]] || fault host-freeze pgt3 freeze
 
 # --- optional: how long an outage the job survives ------------------------------------------------------
 for seconds in ${MEASURE_OUTAGE:-}; do
     out=$work/outage$seconds
-    mpirun_job "$out" 3 PALIGEMMA_TEST_SLOW_VISION=1
-    first_record "$out" 90 || { fail "outage $seconds: no record"; continue; }
+    mpirun_job "$out" "$out.log" 3 PALIGEMMA_TEST_SLOW_VISION=2
+    first_record "$out.log" 90 || { fail "outage $seconds: no record"; continue; }
     ip link set veth-pgt3 down; sleep "$seconds"; ip link set veth-pgt3 up
     back=$(now)
     wait_job 240
