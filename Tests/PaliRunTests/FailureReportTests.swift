@@ -24,8 +24,9 @@ struct FailureReportTests {
         let job = try Job(np: np, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
                                               "--output-dir", ws.output.path, "--max-tokens", "4"],
                           environment: ["PALIGEMMA_TEST_FAIL_RANK": "2"])
-        let outcome = job.wait(timeout: 60)
-        #expect(!job.timedOut && outcome.seconds < 30, "np \(np): took \(outcome.seconds) s\n\(outcome.output)")
+        // Loading and a few jobs, then at most the report's grace (3 s): generous for a loaded machine.
+        let outcome = job.wait(timeout: 90)
+        #expect(!job.timedOut && outcome.seconds < 60, "np \(np): took \(outcome.seconds) s\n\(outcome.output)")
         #expect(outcome.status != 0, "np \(np): the job fails")
         let worker = "rank 2 (stage 0 of replica 0) on \(Self.hostName)"
         let stats = ws.stats()
@@ -38,5 +39,48 @@ struct FailureReportTests {
                 "np \(np):\n\(outcome.output)")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: ws.output.path)) ?? []
         #expect(!names.contains { $0.hasSuffix(".tmp") }, "np \(np): the shard being written was completed: \(names)")
+    }
+
+    /// The rank a process of an mpirun job is (OMPI_COMM_WORLD_RANK in its environment), nil if unknown.
+    static func mpiRank(of pid: Int32) -> Int? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return nil }
+        for entry in data.split(separator: 0) {
+            let text = String(decoding: entry, as: UTF8.self)
+            if text.hasPrefix("OMPI_COMM_WORLD_RANK=") { return Int(text.dropFirst("OMPI_COMM_WORLD_RANK=".count)) }
+        }
+        return nil
+    }
+
+    /// A stop that a worker cannot answer because it is gone (here: stopped, so silent) is a failure
+    /// naming that worker; the same stop with every worker alive is an interruption (RunJobTests).
+    @Test func aStopThatASilentWorkerCannotAnswerNamesItAsLost() throws {
+        try #require(RunJobTests.hasMPI, "mpirun is not installed (Launch/setup.sh installs openmpi-bin)")
+        let ws = try Workspace()
+        defer { ws.remove() }
+        try ws.write(ws.goodJobs(1500))
+        let job = try Job(np: 3, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
+                                             "--output-dir", ws.output.path, "--max-tokens", "6"])
+        let runJSON = ws.output.appendingPathComponent("run.json").path
+        let deadline = Date().addingTimeInterval(60)
+        var ranks: [Int: Int32] = [:]
+        while Date() < deadline, job.process.isRunning, ranks.count < 3 || !FileManager.default.fileExists(atPath: runJSON) {
+            ranks = Dictionary(job.ranks.compactMap { pid in Self.mpiRank(of: pid).map { ($0, pid) } }) { a, _ in a }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        try #require(ranks.count == 3 && job.process.isRunning, "ranks \(ranks)")
+        // Rank 1 (the vision rank) stops: no answer, no heartbeat. Past two heartbeat intervals (2 s
+        // each) it counts as lost; the peer timeout (20 s) is not reached.
+        _ = kill(ranks[1]!, SIGSTOP)
+        defer { _ = kill(ranks[1]!, SIGKILL) }
+        Thread.sleep(forTimeInterval: 6)
+        _ = kill(ranks[0]!, SIGTERM)
+        let outcome = job.wait(timeout: 30)
+        #expect(outcome.output.contains("SIGTERM received"), "\(outcome.output)")
+        let stats = ws.stats()
+        #expect(stats?["outcome"] as? String == "failed" && stats?["signal"] as? String == "SIGTERM",
+                "stats.json: \(String(describing: stats))")
+        #expect(stats?["lost_ranks"] as? [Int] == [1], "stats.json: \(String(describing: stats))")
+        let error = stats?["error"] as? String ?? ""
+        #expect(error.contains("rank 1 (vision 0 of replica 0) on \(Self.hostName) did not answer"), "\(error)")
     }
 }
