@@ -110,7 +110,7 @@ final class RankContext {
         do {
             try monitor.requireAlive(olderThan: peerTimeout, rank: rank)
         } catch TransportError.peerSilent(_, let peer, let seconds) {
-            throw RunError.silentPeer(peer: describe(peer), seconds: seconds)
+            throw RunError.silentPeer(peerRank: peer, peer: describe(peer), seconds: seconds)
         }
     }
 
@@ -129,13 +129,14 @@ final class RankContext {
 
     /// A worker that cannot go on (`error`) tells the coordinator why (`FailureMessage`), so that rank 0
     /// writes the reason into stats.json and ends the job itself, then waits up to `failureReportGrace`
-    /// for that to happen. It does not try when the coordinator is the peer it lost, or when the job is
-    /// already being ended. Returns when the caller should abort the job itself.
+    /// for that to happen. It does not try when the coordinator is the peer it lost, when MPI is stuck in
+    /// this rank, or when the job is already being ended. Returns when the caller should abort the job
+    /// itself.
     func reportFailure(_ error: Error, reason: String) {
         guard rank != 0 else { return }
         switch error {
-        case RunError.silentPeer(let peer, _) where peer == describe(0): return
-        case TransportError.aborted: return
+        case RunError.silentPeer(0, _, _): return            // the coordinator is the one lost
+        case RunError.stuckInMPI, TransportError.aborted: return   // sending would be stuck too; the job is ending
         default: break
         }
         do {
