@@ -13,6 +13,7 @@
 #
 #   PALIGEMMA=.build/release/paligemma bash Tests/Cluster/multihost.sh
 #
+# Takes about 75 s with a release binary, 3-4 min with a debug one (2-core Xeon shared with builds).
 # Environment: PALIGEMMA (the binary; default .build/release/paligemma, else .build/debug/paligemma),
 # KEEP_WORK=1 (keep the work folder), MEASURE_OUTAGE="8 14" (also measure link outages of those seconds:
 # whether the job survives them; slow, for docs/operations.md), PHASES (a subset of the default
@@ -60,7 +61,8 @@ mpirun_pid=""
 # --- clean up whatever happens -------------------------------------------------------------------------
 cleanup() {
     set +e
-    [ -n "$mpirun_pid" ] && kill -KILL "$mpirun_pid" 2>/dev/null
+    # The job's guard and the mpirun it started (its child).
+    if [ -n "$mpirun_pid" ]; then pkill -KILL -P "$mpirun_pid" 2>/dev/null; kill -KILL "$mpirun_pid" 2>/dev/null; fi
     for h in "${hosts[@]}"; do
         pids=$(ip netns pids "$h" 2>/dev/null)
         # A frozen host's processes: SIGKILL works on stopped processes too.
