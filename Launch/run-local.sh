@@ -20,6 +20,7 @@
 #   PALIGEMMA      the binary (default: .build/release/paligemma of this checkout, built with
 #                  `swift build -c release --product paligemma` when missing)
 #   MPIRUN         the launcher (default: mpirun)   MPIRUN_ARGS   extra mpirun flags (split on spaces)
+#   OPENMPI_CONF   mpirun --tune file (default: Cluster/openmpi.conf of this checkout; empty: none)
 #   DRY_RUN=1      print the command and exit
 # Flags given on the command line win over the script's choice (e.g. --threads 3 is not overridden).
 set -euo pipefail
@@ -181,7 +182,15 @@ else
     # Ranks run several threads each, so no binding; --oversubscribe because Open MPI counts slots in
     # physical cores and the coordinator (and mostly idle vision ranks) need not have one of their own.
     read -r -a extra <<< "${MPIRUN_ARGS:-}"
-    command=("${MPIRUN:-mpirun}" -np "$np" --bind-to none --oversubscribe "${extra[@]}" "$bin" "${run_args[@]}")
+    # Cluster/openmpi.conf: the coordinator gets time to write stats.json when mpirun ends the job (and
+    # keepalives, for hosts added with MPIRUN_ARGS="--host ...").
+    conf=${OPENMPI_CONF-$root/Cluster/openmpi.conf}
+    tune=()
+    if [ -n "$conf" ]; then
+        [ -r "$conf" ] || die "OPENMPI_CONF=$conf is not a readable file"
+        tune=(--tune "$conf")
+    fi
+    command=("${MPIRUN:-mpirun}" -np "$np" --bind-to none --oversubscribe "${tune[@]}" "${extra[@]}" "$bin" "${run_args[@]}")
     say "$cores core(s), $(gib "$avail") available: mpirun -np $np (coordinator + $replicas replica(s) of" \
         "$V vision + $S stage(s)), --threads $threads per rank"
 fi

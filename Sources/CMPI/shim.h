@@ -9,6 +9,8 @@ static inline MPI_Datatype CMPI_int32(void) { return MPI_INT32_T; }
 static inline MPI_Datatype CMPI_int64(void) { return MPI_INT64_T; }
 static inline MPI_Datatype CMPI_uint8(void) { return MPI_UINT8_T; }
 static inline MPI_Datatype CMPI_byte(void) { return MPI_BYTE; }
+static inline MPI_Datatype CMPI_char(void) { return MPI_CHAR; }
+static inline int CMPI_max_processor_name(void) { return MPI_MAX_PROCESSOR_NAME; }
 static inline MPI_Request CMPI_request_null(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Errhandler CMPI_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline MPI_Status *CMPI_status_ignore(void) { return MPI_STATUS_IGNORE; }

@@ -24,9 +24,12 @@ public struct ResumeState: Sendable {
     public let removedTempFiles: Int
     /// Temporary shards left in place: another host's, or of a process that still runs.
     public let keptTempFiles: [String]
+    /// The names of the stale temporary shards the scan deleted (a run that ended without completing
+    /// them: killed, or its host lost), so the coordinator can tell the operator.
+    public let removedTempNames: [String]
 
     public init(doneIDs: Set<String>, nextShardIndex: Int, records: Int, errorRecords: Int, shards: Int,
-                removedTempFiles: Int, keptTempFiles: [String] = []) {
+                removedTempFiles: Int, keptTempFiles: [String] = [], removedTempNames: [String] = []) {
         self.doneIDs = doneIDs
         self.nextShardIndex = nextShardIndex
         self.records = records
@@ -34,6 +37,7 @@ public struct ResumeState: Sendable {
         self.shards = shards
         self.removedTempFiles = removedTempFiles
         self.keptTempFiles = keptTempFiles
+        self.removedTempNames = removedTempNames
     }
 
     /// The shard number in a complete shard's file name ("shard-00042.jsonl" → 42), else nil.
@@ -90,7 +94,7 @@ public struct ResumeState: Sendable {
         } catch {
             throw OutputError.io(path: directory.path, operation: "listing", reason: "\(error.localizedDescription)")
         }
-        var removed = 0
+        var removed: [String] = []
         var kept: [String] = []
         for name in names.sorted() {
             guard let tag = named ? namedTempTag(name) ?? tempShardTag(name) : tempShardTag(name) else { continue }
@@ -102,9 +106,9 @@ public struct ResumeState: Sendable {
             guard unlink(path) == 0 else {
                 throw OutputError.io(path: path, operation: "deleting", reason: DurableFile.errnoText())
             }
-            removed += 1
+            removed.append(name)
         }
-        if removed > 0 { try DurableFile.syncDirectory(directory.path) }
+        if !removed.isEmpty { try DurableFile.syncDirectory(directory.path) }
 
         let shards = named
             ? names.filter(isNamedShard).sorted().enumerated().map { ($0.offset, $0.element) }
@@ -127,8 +131,8 @@ public struct ResumeState: Sendable {
             }
         }
         return ResumeState(doneIDs: ids, nextShardIndex: named ? 0 : (shards.last?.0).map { $0 + 1 } ?? 0, records: records,
-                           errorRecords: errors, shards: shards.count, removedTempFiles: removed,
-                           keptTempFiles: kept)
+                           errorRecords: errors, shards: shards.count, removedTempFiles: removed.count,
+                           keptTempFiles: kept, removedTempNames: removed)
     }
 
     /// Calls `body(line, key, status)` for every record of a shard (`RecordKey`: the id, with its

@@ -99,7 +99,7 @@ public final class LocalTransport: Transport, @unchecked Sendable {
     }
 
     public func abort(_ reason: String) -> Never {
-        transportLogger.critical("rank \(rank) of \(size) aborts the job: \(reason)", metadata: ["mpi.rank": "\(rank)"])
+        transportLogger.critical("rank \(rank) of \(size) on \(HostName.current) aborts the job: \(reason)", metadata: ["mpi.rank": "\(rank)"])
         fabric.abort(by: rank, reason: reason)
         switch fabric.abortBehavior {
         case .exitProcess:

@@ -41,9 +41,17 @@ public final class MPITransport: Transport, @unchecked Sendable {
     public let threadSupport: ThreadSupport
     /// How long `flush` (and `finalize`) waits for pending sends before throwing `.timeout`; nil: forever.
     public var flushTimeout: Double?
+    /// How long a call waits for another thread's MPI step to end before it gives up with `.stuck`
+    /// (seconds). One step (a test, a probe, a receive of a probed message) takes microseconds to
+    /// milliseconds, and the lock is never held while sleeping; a step that lasts seconds is stuck inside
+    /// Open MPI (seen: the TCP transport's warning about a peer host that died waits on the local
+    /// daemon, which is busy ending the job). The caller is then free to act: rank 0 writes stats.json.
+    public var stuckCallLimit: Double = 3
     /// The longest sleep between probes while waiting (seconds). Sleeps start at 20 µs and double.
     public var maxPollInterval: Double = 0.001
     public private(set) var isFinalized = false
+    /// Each rank's processor name (its host), gathered once at start (`host(of:)`).
+    public let hostNames: [String]
     /// `isLaunchedByMPIRun` as it was before MPI was initialized.
     public let launchedByMPIRun: Bool
 
@@ -53,6 +61,9 @@ public final class MPITransport: Transport, @unchecked Sendable {
     /// Messages received while `flush` waited (so a peer blocked on sending to us can finish); FIFO.
     private var inbox = FIFO<(source: Int, message: Message)>()
     private var traffic = TransportCounters()
+    /// The peers of sends not yet complete, readable while another thread is inside MPI (`.stuck`).
+    private let pendingPeersLock = NSLock()
+    private var pendingPeers: [Int] = []
 
     /// One MPI_Isend in flight and the bytes it reads from.
     private struct PendingSend {
@@ -129,6 +140,27 @@ public final class MPITransport: Transport, @unchecked Sendable {
         guard provided >= threadSupport.level else {
             throw TransportError.threadSupport(requested: threadSupport.level, provided: provided)
         }
+        hostNames = try Self.gatherProcessorNames(rank: Int(worldRank), size: Int(worldSize))
+    }
+
+    /// Every rank's MPI_Get_processor_name, by one MPI_Allgather of fixed-size names at start (every
+    /// rank is there then), so that an abort can say on which host a silent or failed rank runs.
+    private static func gatherProcessorNames(rank: Int, size: Int) throws -> [String] {
+        let width = Int(CMPI_max_processor_name())
+        var mine = [CChar](repeating: 0, count: width)
+        var length: Int32 = 0
+        try check(MPI_Get_processor_name(&mine, &length), "MPI_Get_processor_name", rank: rank)
+        var all = [CChar](repeating: 0, count: width * size)
+        try check(MPI_Allgather(&mine, Int32(width), CMPI_char(), &all, Int32(width), CMPI_char(), CMPI_comm_world()),
+                  "MPI_Allgather (processor names)", rank: rank)
+        return (0..<size).map { index in
+            let bytes = all[(index * width)..<((index + 1) * width)].prefix { $0 != 0 }
+            return String(decoding: bytes.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+    }
+
+    public func host(of rank: Int) -> String? {
+        hostNames.indices.contains(rank) ? hostNames[rank] : nil
     }
 
     // No deinit: buffers of sends still in flight are leaked on purpose, as MPI may still read them.
@@ -166,6 +198,7 @@ public final class MPITransport: Transport, @unchecked Sendable {
                 throw error("MPI_Isend", code, peer: peer, tag: Int(tag))
             }
             pending.append(PendingSend(request: request, buffer: buffer, peer: peer, tag: tag))
+            publishPendingPeers()
             traffic.messagesSent += 1
             traffic.bytesSent += byteCount
             try reapSends()
@@ -235,7 +268,7 @@ public final class MPITransport: Transport, @unchecked Sendable {
 
     /// Flushes pending sends, then calls MPI_Finalize. The transport cannot be used afterwards.
     public func finalize() throws {
-        if withMPI({ isFinalized }) { return }
+        if try withMPI({ isFinalized }) { return }
         try flush()
         try withMPI {
             isFinalized = true
@@ -245,7 +278,8 @@ public final class MPITransport: Transport, @unchecked Sendable {
 
     public func abort(_ reason: String) -> Never {
         // No lock: another thread may be inside a call; MPI_Abort is the last call anyway.
-        transportLogger.critical("rank \(rank) of \(size) aborts the job: \(reason)", metadata: ["mpi.rank": "\(rank)"])
+        transportLogger.critical("rank \(rank) of \(size) on \(host(of: rank) ?? HostName.current) aborts the job: \(reason)",
+                                 metadata: ["mpi.rank": "\(rank)"])
         if !isFinalized {
             _ = MPI_Abort(CMPI_comm_world(), 1)
         }
@@ -272,6 +306,14 @@ public final class MPITransport: Transport, @unchecked Sendable {
                 index += 1
             }
         }
+        publishPendingPeers()
+    }
+
+    private func publishPendingPeers() {
+        let peers = Array(Set(pending.map(\.peer))).sorted()
+        pendingPeersLock.lock()
+        pendingPeers = peers
+        pendingPeersLock.unlock()
     }
 
     /// One message if one is waiting, received whole whatever its size.
@@ -312,12 +354,17 @@ public final class MPITransport: Transport, @unchecked Sendable {
         guard !isFinalized else { throw TransportError.lifecycle("rank \(rank): the transport was finalized") }
     }
 
-    private func withMPI<T>(_ body: () throws -> T) rethrows -> T {
+    private func withMPI<T>(_ body: () throws -> T) throws -> T {
         if threadSupport == .funneled {
             precondition(pthread_equal(pthread_self(), owner) != 0,
                          "MPITransport is MPI_THREAD_FUNNELED: call it only from the thread that created it")
         }
-        lock.lock()
+        guard lock.lock(before: Date(timeIntervalSinceNow: stuckCallLimit)) else {
+            pendingPeersLock.lock()
+            let peers = pendingPeers
+            pendingPeersLock.unlock()
+            throw TransportError.stuck(rank: rank, seconds: stuckCallLimit, pendingSendsTo: peers)
+        }
         defer { lock.unlock() }
         return try body()
     }

@@ -26,6 +26,9 @@ public enum MessageKind: UInt8, CaseIterable, Sendable, CustomStringConvertible 
     case heartbeat = 8
     /// Any worker → coordinator: a chunk of the rank's timeline (`run --trace`), for the trace file.
     case trace = 9
+    /// Worker → coordinator: this rank cannot go on (a silent peer, a failed transfer); the coordinator
+    /// keeps what is whole, writes stats.json with the reason and ends the job.
+    case failure = 10
 
     public var description: String {
         switch self {
@@ -38,6 +41,7 @@ public enum MessageKind: UInt8, CaseIterable, Sendable, CustomStringConvertible 
         case .shutdown: return "shutdown"
         case .heartbeat: return "heartbeat"
         case .trace: return "trace"
+        case .failure: return "failure"
         }
     }
 }

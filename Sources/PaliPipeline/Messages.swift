@@ -15,6 +15,7 @@
 //   shutdown    code, reason                                              -
 //   heartbeat   sequence, sentAt                                          -
 //   trace       isFinal, host, clock, events (packed, base64)             -
+//   failure     reason                                                    -
 import Foundation
 
 /// A typed pipeline message: converts to and from the `Message` envelope of its kind.
@@ -506,6 +507,19 @@ public struct TraceMessage: HeaderOnlyMessage, Equatable {
             throw TransportError.invalidMessage(kind: Self.kind, reason: "event \(bad) has a negative duration or a kind over 255")
         }
     }
+}
+
+// MARK: - failure
+
+/// Worker → coordinator: why this rank cannot go on (a silent peer, a failed MPI call, an error of its
+/// role). The coordinator writes it into stats.json (outcome "failed") and ends the job; the worker
+/// aborts on its own only if that does not happen within a few seconds.
+public struct FailureMessage: HeaderOnlyMessage, Equatable {
+    public static let kind = MessageKind.failure
+    /// What failed, naming the ranks involved with their roles and hosts.
+    public var reason: String
+
+    public init(reason: String) { self.reason = reason }
 }
 
 // MARK: - Coding

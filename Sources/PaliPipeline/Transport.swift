@@ -3,6 +3,7 @@
 // Two implementations share these semantics: `MPITransport` (Open MPI, one process per rank) and
 // `LocalTransport` (one thread per rank in one process, for tests and np=1). The pipeline code is
 // written against `Transport` alone, so the in-process runs exercise the same logic as mpirun runs.
+import Foundation
 import Logging
 
 /// The transports' logger (the abort message every rank prints before the job ends).
@@ -35,8 +36,11 @@ public protocol Transport: AnyObject {
     func flush() throws
     /// Moves communication along without waiting (for a background thread while the owner computes).
     func progress() throws
-    /// Ends the whole job (MPI_Abort) after printing `reason` with this rank's number to stderr.
+    /// Ends the whole job (MPI_Abort) after printing `reason` with this rank's number and host to stderr.
     func abort(_ reason: String) -> Never
+    /// The host rank `rank` runs on (its processor name, exchanged when the transport started), for
+    /// messages that must say where a rank is; nil for a rank outside `0..<size`.
+    func host(of rank: Int) -> String?
     /// Messages and bytes (wire-format size) sent and received so far, for stats.
     var counters: TransportCounters { get }
 }
@@ -46,10 +50,24 @@ extension Transport {
     /// need nothing.
     public func progress() throws {}
 
+    /// Every rank of an in-process transport runs on this host.
+    public func host(of rank: Int) -> String? {
+        (0..<size).contains(rank) ? HostName.current : nil
+    }
+
     /// Sends a typed pipeline message.
     public func send(_ message: some PipelineMessage, to rank: Int) throws {
         try send(message.message, to: rank)
     }
+}
+
+/// This machine's host name (gethostname), as MPI_Get_processor_name gives it in Open MPI.
+public enum HostName {
+    public static let current: String = {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown-host" }
+        return String(cString: buffer)
+    }()
 }
 
 /// Traffic counted by a transport; bytes are wire-format sizes (`WireFormat.encodedSize`).
@@ -83,6 +101,9 @@ public enum TransportError: Error, CustomStringConvertible, Equatable {
     case timeout(operation: String, rank: Int, peers: [Int], seconds: Double)
     /// A peer has not been heard from for `seconds` (see `PeerMonitor`).
     case peerSilent(rank: Int, peer: Int, seconds: Double)
+    /// Another thread of `rank` has been inside one MPI call for over `seconds` (`MPITransport.stuckCallLimit`);
+    /// `pendingSendsTo`: the peers of this rank's sends not yet complete then.
+    case stuck(rank: Int, seconds: Double, pendingSendsTo: [Int])
     /// Another endpoint of a `LocalTransport` group aborted the job.
     case aborted(by: Int, reason: String)
     /// The world size cannot be split into coordinator + replicas as asked.
@@ -122,6 +143,11 @@ public enum TransportError: Error, CustomStringConvertible, Equatable {
         case .peerSilent(let rank, let peer, let seconds):
             return "rank \(rank): rank \(peer) has been silent for \(Int(seconds.rounded())) s; it is hung or "
                 + "dead. Check its host and its log; the job is ended so the rest does not wait forever."
+        case .stuck(let rank, let seconds, let peers):
+            return "rank \(rank): another thread of this rank has been inside one MPI call for over \(Int(seconds)) s: Open MPI "
+                + "is stuck, typically on a peer that is gone or cut off"
+                + (peers.isEmpty ? "" : " (sends to rank(s) \(peers.map(String.init).joined(separator: ", ")) are not complete)")
+                + "; mpirun's output names a lost host. The job is ended."
         case .aborted(let by, let reason):
             return "the job was aborted by rank \(by): \(reason)"
         case .invalidLayout(let message):

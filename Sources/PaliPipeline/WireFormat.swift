@@ -19,7 +19,8 @@
 // crash or an out-of-bounds read. Version 1 laid each kind's fields out by hand as Int64s, Int32s
 // and bytes; version 2 replaced that with the JSON header; version 3 added beam search (job beams,
 // slice and token-update beam fields) and the result's token log-probs; version 4 added the trace kind
-// (`run --trace`: a worker's timeline chunks to the coordinator).
+// (`run --trace`: a worker's timeline chunks to the coordinator) and the failure kind (a worker's report
+// to the coordinator of why it cannot go on).
 
 public enum WireFormat {
     /// "PGPL" read as a little-endian UInt32.

@@ -260,6 +260,7 @@ public enum BatchRun {
                                      maxPixels: config.maxPixels, visionBatch: config.visionBatch)
                 }
                 context.weightBytes = worker.tower.packedBytes + worker.projector.packedBytes
+                try TestHooks.failIfAsked(rank: context.rank)
                 try worker.run()
             case .stage(_, let index):
                 let layers = stagePlan.ranges[index], withEmbedding = index == 0 || index == layout.stages - 1
@@ -271,11 +272,14 @@ public enum BatchRun {
                                       microBatches: config.microBatches ?? layout.stages)
                 }
                 context.weightBytes = worker.stage.decoder.packedBytes
+                try TestHooks.failIfAsked(rank: context.rank)
                 try worker.run()
             }
             try context.finishShutdown(timeout: max(60, context.peerTimeout))
             return 0
         } catch {
+            let error = context.named(error)
+            context.reportFailure(error, reason: "\(error)")
             transport.abort("\(role): \(error)")
         }
     }

@@ -46,6 +46,8 @@ final class Coordinator {
     private var outstanding: [String: Int] = [:]
     /// The workers' timelines (`--trace`), written with rank 0's at every end of the run.
     private let traces: TraceCollector?
+    /// Temporary shards of an earlier run that the resume scan deleted (named in stats.json).
+    private var removedTempShards: [String] = []
 
     init(context: RankContext, bundle: ModelBundle, stagePlan: StagePlan, config: RunConfiguration) throws {
         self.context = context
@@ -73,7 +75,7 @@ final class Coordinator {
             setup = try context.span(.setup) { try prepare() }
         } catch {
             context.logger.error("\(error)")
-            try shutdownWorkers(code: 2, reason: "the coordinator could not start the job", wait: 5)
+            _ = try shutdownWorkers(code: 2, reason: "the coordinator could not start the job", wait: 5)
             return 2
         }
         let (total, resume, writer, reader) = setup
@@ -83,9 +85,15 @@ final class Coordinator {
                 + "process's; delete them once no run writes there (their records are not counted as done)"))
         }
         stats = RunStats(skipped: resume.doneIDs.count)
+        removedTempShards = resume.removedTempNames
         let remaining = max(0, total - resume.doneIDs.count)
         let progress = ProgressReporter(total: total, alreadyDone: resume.doneIDs.count,
                                         interval: config.progressInterval)
+        if !resume.removedTempNames.isEmpty {
+            context.logger.notice(.init(stringLiteral: "removed \(resume.removedTempNames.count) temporary shard(s) left by an earlier run "
+                + "that ended before completing them (\(resume.removedTempNames.prefix(4).joined(separator: ", "))): "
+                + "their records were never complete, so their jobs are done again"))
+        }
         if resume.records > 0 {
             context.logger.notice("resuming: \(resume.records) records in \(resume.shards) complete shards are kept; \(remaining) to do")
         }
@@ -130,6 +138,10 @@ final class Coordinator {
                         workerStats[source] = stats.values
                     case .trace:
                         try traces?.receive(message, from: source)
+                    case .failure:
+                        // A worker lost a peer or failed: the job is lost; say why in stats.json first.
+                        let report = try FailureMessage(message)
+                        throw RunError.workerFailed(worker: context.describe(source), reason: report.reason)
                     default:
                         throw unexpected(message, from: source, at: context)
                     }
@@ -140,6 +152,7 @@ final class Coordinator {
         } catch {
             // The job is lost (a silent or dead rank, an unexpected message, an output error): keep what
             // is whole, say so in stats.json, and let the caller abort every rank.
+            let error = context.named(error)
             failed(error, writer: writer)
             throw error
         }
@@ -149,12 +162,24 @@ final class Coordinator {
             let name = StopSignal.name(interrupted)
             context.logger.notice(.init(stringLiteral: "\(name): stopped with \(dispatched.count) job(s) unfinished; every complete shard is on disk "
                 + "(\(writer.shardsCompleted.count) written by this run). Rerun the same command to resume."))
-            try shutdownWorkers(code: 1, reason: "\(name) received", wait: 30)
-            try writeStats(outcome: "interrupted", extra: [("signal", .string(name))])
-            writeTrace(outcome: "interrupted")
+            let wait = Self.stopWait(signal: interrupted)
+            let (_, lost) = try stopping { try shutdownWorkers(code: 1, reason: "\(name) received", wait: wait) }
+            if lost.isEmpty {
+                try writeStats(outcome: "interrupted", extra: [("signal", .string(name))])
+                writeTrace(outcome: "interrupted")
+            } else {
+                // A worker that neither answers the stop nor has sent a heartbeat lately is lost (its host,
+                // or the link to it), and its loss is the likely reason for the signal: mpirun ends the job
+                // with SIGTERM when it loses a host's daemon.
+                let error = Self.unansweredStop(signal: name, ranks: lost.map(context.describe), wait: wait)
+                context.logger.error("\(error)")
+                try writeStats(outcome: "failed", extra: [("signal", .string(name)), ("error", .string(error)),
+                                                          ("lost_ranks", .array(lost.map { .int($0) }))])
+                writeTrace(outcome: "failed")
+            }
             return 128 + interrupted
         }
-        try shutdownWorkers(code: 0, reason: "done", wait: 30)
+        _ = try stopping { try shutdownWorkers(code: 0, reason: "done", wait: 30) }
         try writeStats(outcome: "complete")
         writeTrace(outcome: "complete")
         context.logger.notice(.init(stringLiteral: "done: \(counts.ok) ok, \(counts.error) errors, \(counts.skipped) already done; "
@@ -169,13 +194,19 @@ final class Coordinator {
         defer { writeTrace(outcome: "failed") }
         // With the folder gone there is nothing to keep or to write to; the abort's message says so.
         if case OutputError.directoryGone = error { return }
+        var extra: [(String, JSONValue)] = [("error", .string("\(error)"))]
+        if StopSignal.pending != 0 { extra.append(("signal", .string(StopSignal.name(StopSignal.pending)))) }
         do {
             try writer.finish()
         } catch let finishError {
-            context.logger.notice("the shard being written is not kept (\(finishError)); its jobs are redone on resume")
+            let left = Self.temporaryShards(in: config.outputDirectory)
+            context.logger.notice(.init(stringLiteral: "the shard being written is not kept (\(finishError)); "
+                + (left.isEmpty ? "" : "left \(left.joined(separator: ", ")) in \(config.outputDirectory.path); ")
+                + "its jobs are redone on resume"))
+            if !left.isEmpty { extra.append(("temporary_shards", .array(left.map { .string($0) }))) }
         }
         do {
-            try writeStats(outcome: "failed", extra: [("error", .string("\(error)"))])
+            try writeStats(outcome: "failed", extra: extra)
         } catch let statsError {
             context.logger.notice("cannot write stats.json: \(statsError)")
         }
@@ -372,6 +403,41 @@ final class Coordinator {
 
     // MARK: End
 
+    /// Runs the stop exchange with the workers (`work`); when it fails (MPI stuck, a peer gone), writes
+    /// stats.json ("failed", the error) before rethrowing, since the shards are already complete.
+    private func stopping<T>(_ work: () throws -> T) throws -> T {
+        do {
+            return try work()
+        } catch {
+            let error = context.named(error)
+            var extra: [(String, JSONValue)] = [("error", .string("\(error)"))]
+            if StopSignal.pending != 0 { extra.append(("signal", .string(StopSignal.name(StopSignal.pending)))) }
+            try? writeStats(outcome: "failed", extra: extra)
+            writeTrace(outcome: "failed")
+            throw error
+        }
+    }
+
+    /// Seconds the coordinator waits for the workers' answers after stop signal `signal`: 2 after SIGTERM,
+    /// which its senders follow with SIGKILL (mpirun with Cluster/openmpi.conf: 3 s later; Slurm: after
+    /// KillWait), else 30: a vision rank in the middle of a batch completes it and sends its embeddings
+    /// before it answers (a batch of 8 images takes ~8 s at PaliGemma-3B size on 2 cores). Ranks that
+    /// answer end the wait at once; only a lost rank makes it last.
+    static func stopWait(signal: Int32) -> Double { signal == SIGTERM ? 2 : 30 }
+
+    /// The error of a stop (`signal`) that some workers (`ranks`, described) did not answer in `wait` s.
+    static func unansweredStop(signal: String, ranks: [String], wait: Double) -> String {
+        "\(signal) received, and \(ranks.joined(separator: ", ")) did not answer the stop within \(Int(wait)) s: "
+            + "lost (its host is down or frozen, or the link to it is cut; mpirun ends a job with SIGTERM when it loses "
+            + "a host's daemon). Every complete shard is kept; check that host and rerun the same command to resume."
+    }
+
+    /// The temporary shards (".NAME.jsonl.PID@HOST.tmp") in `directory`, by name.
+    static func temporaryShards(in directory: URL) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasPrefix(".") && $0.hasSuffix(".tmp") && $0.contains(".jsonl") }.sorted()
+    }
+
     /// Tells every worker to stop and collects their final stats (waiting up to `wait` seconds), in two
     /// phases. A worker that stops still has sends under way (a vision rank that was in the middle of a
     /// batch sends its embeddings after the stop), and a large send completes only when its receiver
@@ -379,7 +445,10 @@ final class Coordinator {
     /// timed out and aborted the job. So each worker completes its own sends while it keeps receiving,
     /// reports that with a `ShutdownMessage` of its own (`RankContext.finishShutdown`) and keeps receiving
     /// until every worker has done so: then this second `ShutdownMessage` releases them all.
-    private func shutdownWorkers(code: Int64, reason: String, wait: Double) throws {
+    /// Returns the workers that did not answer in that time (no final stats, or their sends not
+    /// complete), and those of them that are lost: nothing heard from them (not even a heartbeat, which
+    /// a busy rank still sends) for two heartbeat intervals.
+    private func shutdownWorkers(code: Int64, reason: String, wait: Double) throws -> (unanswered: [Int], lost: [Int]) {
         let workers = Array(1..<layout.worldSize)
         for rank in workers { try context.transport.send(ShutdownMessage(code: code, reason: reason), to: rank) }
         var pendingStats = Set(workers), pendingSends = Set(workers)
@@ -400,9 +469,19 @@ final class Coordinator {
             context.logger.warning(.init(stringLiteral: "rank(s) \(pendingSends.sorted().map(String.init).joined(separator: ", ")) "
                 + "did not complete their sends within \(Int(wait)) s of the stop"))
         }
-        for rank in workers { try context.transport.send(ShutdownMessage(code: code, reason: "released"), to: rank) }
+        // A rank heard from during the wait is forgotten (no longer watched): it is alive.
+        let now = MonotonicClock.now()
+        let pending = pendingStats.union(pendingSends)
+        let lost = pending.filter { rank in
+            context.monitor.lastHeard(from: rank).map { now - $0 > 2 * context.heartbeatInterval } ?? false
+        }
+        // The second phase: release every worker that is still there (a lost one would not take it).
+        for rank in workers where !lost.contains(rank) {
+            try context.transport.send(ShutdownMessage(code: code, reason: "released"), to: rank)
+        }
         for rank in workers { context.forget(rank) }
         context.trace?.record(.shutdown, from: started, to: MonotonicClock.now())
+        return (pending.sorted(), lost.sorted())
     }
 
     /// Writes stats.json: `outcome` is "complete", "interrupted" (with `signal`) or "failed" (with
@@ -417,7 +496,11 @@ final class Coordinator {
                 peakRSSBytes: values["peak_rss_bytes"].map { Int($0) }, visionImages: values["images"].map { Int($0) })
         }
         stats.setRoles(roles)
-        stats.finish(outcome: outcome, details: extra)
+        var details = extra
+        if !removedTempShards.isEmpty {
+            details.append(("removed_temporary_shards", .array(removedTempShards.map { .string($0) })))
+        }
+        stats.finish(outcome: outcome, details: details)
         try stats.write(to: config.outputDirectory)
     }
 }

@@ -34,12 +34,31 @@ public enum RunError: Error, CustomStringConvertible {
     case internalMessage(String)
     case setup(String)
     case peer(String)
+    /// This rank has not heard from rank `peerRank` (`peer`: described with its role and host,
+    /// `RankContext.describe`) for `seconds`.
+    case silentPeer(peerRank: Int, peer: String, seconds: Double)
+    /// A worker (described with its role and host) reported that it cannot go on (`FailureMessage`).
+    case workerFailed(worker: String, reason: String)
+    /// Another thread of this rank has been inside one MPI call for over `seconds` (`TransportError.stuck`);
+    /// `pendingSendsTo`: the peers (described) of sends not complete then.
+    case stuckInMPI(seconds: Double, pendingSendsTo: [String])
 
     public var description: String {
         switch self {
         case .internalMessage(let text): return "internal error: \(text); please report it with the command line"
         case .setup(let text): return text
         case .peer(let text): return text
+        case .silentPeer(_, let peer, let seconds):
+            return "\(peer) has been silent for \(Int(seconds.rounded())) s; it is hung or dead, or the network "
+                + "between the two hosts is cut. Check that host, its link and its log; the job is ended so the rest "
+                + "does not wait forever (rerun the same command to resume)."
+        case .workerFailed(let worker, let reason):
+            return "\(worker) cannot go on: \(reason)"
+        case .stuckInMPI(let seconds, let peers):
+            return "another thread of this rank has been inside one MPI call for over \(Int(seconds)) s: Open MPI is stuck, "
+                + "typically on a peer that is gone or cut off"
+                + (peers.isEmpty ? "" : " (sends to \(peers.joined(separator: ", ")) are not complete)")
+                + "; mpirun's output names a lost host. Check it and rerun the same command to resume."
         }
     }
 }

@@ -98,10 +98,61 @@ final class RankContext {
 
     var rank: Int { transport.rank }
 
-    /// Checks that watched peers are alive (throws naming a silent one). Call it only after a receive
-    /// found nothing waiting, so heartbeats that arrived during a long computation have been counted.
+    /// `rank` for messages an operator reads: its number, role and host ("rank 2 (stage 0 of replica 0)
+    /// on node3"), the host as the transport learnt it at start.
+    func describe(_ rank: Int) -> String {
+        let role = (0..<layout.worldSize).contains(rank) ? " (\(layout.role(of: rank)))" : ""
+        return "rank \(rank)\(role)" + (transport.host(of: rank).map { " on \($0)" } ?? "")
+    }
+
+    /// Checks that watched peers are alive (throws naming a silent one, its role and its host). Call it
+    /// only after a receive found nothing waiting, so heartbeats that arrived during a long computation
+    /// have been counted.
     func checkPeers() throws {
-        try monitor.requireAlive(olderThan: peerTimeout, rank: rank)
+        do {
+            try monitor.requireAlive(olderThan: peerTimeout, rank: rank)
+        } catch TransportError.peerSilent(_, let peer, let seconds) {
+            throw RunError.silentPeer(peerRank: peer, peer: describe(peer), seconds: seconds)
+        }
+    }
+
+    /// `error` with the ranks it names described by role and host, where the error is one that names
+    /// ranks by number only.
+    func named(_ error: Error) -> Error {
+        if case TransportError.stuck(_, let seconds, let peers) = error {
+            return RunError.stuckInMPI(seconds: seconds, pendingSendsTo: peers.map(describe))
+        }
+        return error
+    }
+
+    /// Seconds a worker that cannot go on waits, after telling the coordinator why, for the coordinator to
+    /// end the job (writing stats.json first) before it aborts the job itself.
+    static let failureReportGrace = 3.0
+
+    /// A worker that cannot go on (`error`) tells the coordinator why (`FailureMessage`), so that rank 0
+    /// writes the reason into stats.json and ends the job itself, then waits up to `failureReportGrace`
+    /// for that to happen. It does not try when the coordinator is the peer it lost, when MPI is stuck in
+    /// this rank, or when the job is already being ended. Returns when the caller should abort the job
+    /// itself.
+    func reportFailure(_ error: Error, reason: String) {
+        guard rank != 0 else { return }
+        switch error {
+        case RunError.silentPeer(0, _, _): return            // the coordinator is the one lost
+        case RunError.stuckInMPI, TransportError.aborted: return   // sending would be stuck too; the job is ending
+        default: break
+        }
+        do {
+            try transport.send(FailureMessage(reason: reason), to: 0)
+            let deadline = MonotonicClock.now() + Self.failureReportGrace
+            while MonotonicClock.now() < deadline {
+                // Rank 0 aborts the job (which ends this process) once it has written stats.json; a
+                // shutdown from it also means it has the report.
+                if let (_, message) = try transport.receive(timeout: 0.05), message.kind == .shutdown { return }
+            }
+            logger.notice("rank \(rank): the coordinator did not end the job within \(Self.failureReportGrace) s of the report")
+        } catch {
+            logger.notice("rank \(rank): cannot report the failure to the coordinator (\(error))")
+        }
     }
 
     /// Waits for a message up to `timeout`, counting the wait as idle time; any message counts as a sign

@@ -118,6 +118,7 @@ private func ids(_ url: URL) throws -> [String] {
     #expect(state.shards == 2)
     #expect(state.nextShardIndex == 2)
     #expect(state.removedTempFiles == 1)
+    #expect(state.removedTempNames == [ShardWriter.tempName(2)], "named, so the coordinator can tell the operator")
     #expect(try dir.names() == ["run.json", "shard-00000.jsonl", "shard-00001.jsonl"])
 
     // The rerun does the rest; afterwards every id is present exactly once.

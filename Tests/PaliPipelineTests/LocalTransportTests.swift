@@ -153,3 +153,13 @@ func manyThreadsKeepFIFOPerPair(checksWireFormat: Bool) {
     #expect(throws: TransportError.self) { try endpoints[1].flush() }
     #expect(endpoints[1].abortReason?.rank == 2)
 }
+
+@Test func everyRankOfAnInProcessGroupIsOnThisHost() {
+    let endpoints = LocalTransport.group(size: 3, abortBehavior: .parkThread)
+    var buffer = [CChar](repeating: 0, count: 256)
+    gethostname(&buffer, 255)
+    let host = String(cString: buffer)
+    #expect(!host.isEmpty)
+    #expect((0..<3).map { endpoints[1].host(of: $0) } == [host, host, host])
+    #expect(endpoints[0].host(of: 3) == nil && endpoints[0].host(of: -1) == nil)
+}

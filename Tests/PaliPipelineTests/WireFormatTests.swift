@@ -47,6 +47,7 @@ let typedSamples: [any PipelineMessage] = [
                  events: [.init(start: 1, duration: 0, kind: 1, a: 0, b: 3, c: .max),
                           .init(start: -9_000_000_000_000, duration: 5, kind: 255, a: -1, b: 4, c: .min)]),
     TraceMessage(isFinal: true, host: "", clock: nil, events: []),
+    FailureMessage(reason: "rank 1 (vision 0 of replica 0) on node7 has been silent for 24 s; \"é\"\n"),
 ]
 
 private func roundTrip<M: PipelineMessage & Equatable>(_ sample: M) throws {
@@ -72,6 +73,7 @@ func everyKindRoundTrips(index: Int) throws {
     case let m as ShutdownMessage: try roundTrip(m)
     case let m as HeartbeatMessage: try roundTrip(m)
     case let m as TraceMessage: try roundTrip(m)
+    case let m as FailureMessage: try roundTrip(m)
     default: Issue.record("sample \(index) has no round-trip case")
     }
 }
