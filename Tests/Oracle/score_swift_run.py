@@ -49,6 +49,7 @@ def main():
     missing = sorted(set(jobs) - set(records))
     assert not missing, f"{len(missing)} jobs without a record, e.g. {missing[:3]}"
     stats = {"caption": [0, 0], "detect": [0, 0], "segment": [0, 0]}
+    iou_sum = {"detect": 0.0, "segment": 0.0}
     errors = 0
     for jid, job in jobs.items():
         r = records[jid]
@@ -73,12 +74,17 @@ def main():
                     u = np.logical_or(m, truth).sum()
                     best = max(best, float(np.logical_and(m, truth).sum() / u) if u else 0.0)
             stats[kind][0] += best >= 0.5
+            iou_sum[kind] += best
             stats[kind][1] += 1
     summary = {k: {"ok": v[0], "n": v[1], "rate": round(v[0] / v[1], 4) if v[1] else None} for k, v in stats.items()}
+    for k, total in iou_sum.items():
+        if stats[k][1]:
+            summary[k]["mean_iou"] = round(total / stats[k][1], 4)
     summary["error_records"] = errors
     if a.transformers:
         same = same_tokens = total = 0
         diffs = []
+        by_task = {}
         with open(a.transformers) as f:
             for line in f:
                 t = json.loads(line)
@@ -86,9 +92,13 @@ def main():
                 r = records[t["id"]]
                 same += r.get("text") == t["text"]
                 same_tokens += r.get("tokens") == t["tokens"]
+                task = by_task.setdefault(jobs[t["id"]]["prompt"].split(" ")[0], [0, 0])
+                task[0] += r.get("tokens") == t["tokens"]
+                task[1] += 1
                 if r.get("tokens") != t["tokens"] or r.get("text") != t["text"]:
                     diffs.append(t["id"])
         summary["equal_to_transformers"] = {"same_text": same, "same_tokens": same_tokens, "n": total,
+                                            "same_tokens_by_task": {k: f"{v[0]}/{v[1]}" for k, v in sorted(by_task.items())},
                                             "differing": diffs[:10]}
     print(json.dumps(summary, indent=1))
 
