@@ -71,6 +71,26 @@ void pg_i8_pack_rows(int nr, int stype, const void *src, size_t ldw, int k, int 
     }
 }
 
+void pg_i8_pack_quantized_rows(int nr, const void *src, const float *scales, size_t ldw, int k, int row_lo,
+                               int row_hi, void *packed) {
+    const size_t pb = panel_bytes(nr, k);
+    const int k4 = k4_of(k);
+    for (int r = row_lo; r < row_hi; r++) {
+        const int8_t *row = (const int8_t *)src + (size_t)(r - row_lo) * ldw;
+        const int p = r / nr, c = r % nr;
+        char *panel = (char *)packed + (size_t)p * pb;
+        int32_t sum = 0;
+        int8_t *dst = (int8_t *)(panel + (size_t)nr * 8) + (size_t)c * 4;
+        for (int q = 0; q < k4; q++) {
+            int8_t v = q < k ? (row[q] < -127 ? -127 : row[q]) : 0;
+            dst[(size_t)(q >> 2) * nr * 4 + (q & 3)] = v;
+            sum += v;
+        }
+        memcpy(panel + (size_t)c * 4, &scales[r - row_lo], 4);
+        memcpy(panel + (size_t)nr * 4 + (size_t)c * 4, &sum, 4);
+    }
+}
+
 void pg_i8_pack_pad(int nr, int n, int k, void *packed) {
     const int p = n / nr, first = n % nr;
     if (first == 0) return;

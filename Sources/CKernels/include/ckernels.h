@@ -75,6 +75,10 @@ size_t pg_i8_panel_bytes(int nr, int k);
 float pg_i8_quantize_one(float w, float scale);
 /// Quantizes rows [row_lo, row_hi) of W [N, K] (source rows as for `pg_gemm_pack_rows`) into their columns.
 void pg_i8_pack_rows(int nr, int stype, const void *src, size_t ldw, int k, int row_lo, int row_hi, void *packed);
+/// Rows [row_lo, row_hi) already quantized (a `paligemma quantize`d checkpoint): int8 values at src + (r − row_lo)·ldw
+/// (−128 read as −127: the kernels' sign tricks need the symmetric range) and scales[r − row_lo].
+void pg_i8_pack_quantized_rows(int nr, const void *src, const float *scales, size_t ldw, int k, int row_lo,
+                               int row_hi, void *packed);
 /// Zeroes the padding columns (N ..< panels·NR) of the last panel: scale 0, sum 0, q 0.
 void pg_i8_pack_pad(int nr, int n, int k, void *packed);
 /// Row j of W dequantized (q · scale_j), times `scale`.

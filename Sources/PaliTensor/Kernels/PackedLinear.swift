@@ -91,14 +91,24 @@ public enum WeightPrecision: String, Sendable, CaseIterable, CustomStringConvert
 /// The element type of rows a packed weight is made from (a checkpoint's dtype).
 public enum SourceElement: Sendable {
     case f32, bf16, f16
+    /// Int8 values already quantized per row, with their F32 scales (`MatrixRows.rowScales`): a
+    /// `paligemma quantize`d checkpoint. Packs only into int8 panels.
+    case int8
     var code: Int32 {
         switch self {
         case .f32: return Int32(PG_F32)
         case .bf16: return Int32(PG_BF16)
         case .f16: return Int32(PG_F16)
+        case .int8: return Int32(PG_I8)
         }
     }
-    public var byteSize: Int { self == .f32 ? 4 : 2 }
+    public var byteSize: Int {
+        switch self {
+        case .f32: return 4
+        case .bf16, .f16: return 2
+        case .int8: return 1
+        }
+    }
 }
 
 /// Rows of a weight matrix [N, K] that can be read in pieces: a tensor in memory, or a tensor in a
@@ -110,6 +120,30 @@ public protocol MatrixRows {
     var element: SourceElement { get }
     /// Calls `body` with rows `rows` (consecutive, `columnCount` elements each, any alignment).
     func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) throws
+    /// The F32 scale of each row, for `element == .int8` (nil otherwise).
+    var rowScales: [Float]? { get }
+}
+
+extension MatrixRows {
+    public var rowScales: [Float]? { nil }
+}
+
+/// Rows of int8 values with a scale per row (a quantized checkpoint's `<name>` and `<name>_scale`).
+public struct QuantizedRows: MatrixRows {
+    public let values: MatrixRows
+    public let scales: [Float]
+    public init(values: MatrixRows, scales: [Float]) {
+        precondition(values.element == .int8 && scales.count == values.rowCount,
+                     "QuantizedRows: \(values.rowCount) int8 rows need as many scales, got \(scales.count)")
+        (self.values, self.scales) = (values, scales)
+    }
+    public var rowCount: Int { values.rowCount }
+    public var columnCount: Int { values.columnCount }
+    public var element: SourceElement { .int8 }
+    public var rowScales: [Float]? { scales }
+    public func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) throws {
+        try values.withRows(rows, body)
+    }
 }
 
 /// A matrix already in memory as F32 (random weights, tests, tools).
@@ -175,6 +209,9 @@ public final class PackedWeight: @unchecked Sendable {
         precondition(kernel.isAvailable, "GEMM kernel \(kernel) is not available on this CPU")
         precondition(kernel.supports(precision), "GEMM kernel \(kernel) does not multiply \(precision) weights")
         precondition(n > 0 && k >= 0 && n < Int(Int32.max) && k < Int(Int32.max), "PackedWeight: bad shape [\(n), \(k)]")
+        if parts.contains(where: { $0.element == .int8 }) && (precision != .int8 || kernel == .onednn) {
+            throw GEMMError("int8-quantized rows pack only into int8 panels of our kernels (got \(precision), \(kernel)): load the quantized checkpoint with --weights int8 or auto")
+        }
         (outFeatures, inFeatures, self.kernel, self.precision) = (n, k, kernel, precision)
         if kernel == .onednn {
             // oneDNN reorders the whole matrix at once: gather it as F32 rows first (one matrix of extra memory, briefly).
@@ -216,9 +253,17 @@ public final class PackedWeight: @unchecked Sendable {
                 let g0 = row0 + lo, g1 = row0 + hi, firstPanel = g0 / nr
                 try part.withRows(lo..<hi) { src in
                     let panelsHere = (g1 - 1) / nr - firstPanel + 1
+                    let scales = part.rowScales
                     Parallel.forEachChunk(panelsHere, grain: max(1, (1 << 18) / max(k * nr, 1))) { r in
                         let a = max(g0, (firstPanel + r.lowerBound) * nr), b = min(g1, (firstPanel + r.upperBound) * nr)
                         guard a < b else { return }
+                        if let scales {
+                            scales.withUnsafeBufferPointer { sp in
+                                pg_i8_pack_quantized_rows(Int32(nr), src + (a - g0) * rowBytes, sp.baseAddress! + (a - row0),
+                                                          k, Int32(k), Int32(a), Int32(b), dst)
+                            }
+                            return
+                        }
                         pg_gemm_pack_rows(kernel.rawValue, precision.code, part.element.code,
                                           src + (a - g0) * rowBytes, k, Int32(k), Int32(a), Int32(b), dst)
                     }
@@ -287,7 +332,7 @@ extension Linear {
             return
         }
         if w.precision == .int8 {
-            return int8Forward(x, rows: m, inFeatures: k, weight: w, bias: bias, into: y)
+            return int8Forward(x, rows: m, inFeatures: k, weight: w, bias: bias, into: y, activations: Int8Activations.standard)
         }
         let n = w.outFeatures, nr = w.kernel.panelWidth, kind = w.kernel.rawValue
         let packed = UnsafeRawPointer(w.storage), wtype = w.precision.code
@@ -380,6 +425,7 @@ public enum WeightsMode: String, Sendable, CaseIterable, CustomStringConvertible
 
     /// The panel precision for a matrix stored as `element`.
     public func precision(for element: SourceElement) -> WeightPrecision {
+        if element == .int8 { return .int8 }   // a quantized checkpoint stays int8 (there is no way back)
         switch self {
         case .f32: return .f32
         case .bf16: return .bf16
@@ -391,7 +437,7 @@ public enum WeightsMode: String, Sendable, CaseIterable, CustomStringConvertible
     /// The panel precision for the matrix `name` (a checkpoint tensor name) stored as `element`: under
     /// int8, a matrix whose name contains one of `int8KeptNames` keeps `auto`'s precision.
     public func precision(for element: SourceElement, name: String) -> WeightPrecision {
-        if self == .int8, Self.int8KeptNames.contains(where: { name.contains($0) }) {
+        if self == .int8, element != .int8, Self.int8KeptNames.contains(where: { name.contains($0) }) {
             return WeightsMode.auto.precision(for: element)
         }
         return precision(for: element)
@@ -410,11 +456,16 @@ public enum WeightsMode: String, Sendable, CaseIterable, CustomStringConvertible
 }
 
 /// What int8 weights are multiplied by (`Linear.int8Forward`).
-public enum Int8Activations: Sendable {
+public enum Int8Activations: String, Sendable {
     /// Each row quantized to int8 (per-row scale): W8A8, integer dot products.
     case int8
     /// F32 activations times the weights widened in registers: W8A32.
     case f32
+
+    /// What `Linear.forward` uses for int8 weights at every row count: W8A8, the faster at every M
+    /// measured (docs/performance.md); `PALIGEMMA_INT8_ACTIVATIONS=f32` selects W8A32 (measuring quality).
+    public static let standard: Int8Activations =
+        ProcessInfo.processInfo.environment["PALIGEMMA_INT8_ACTIVATIONS"].flatMap(Int8Activations.init(rawValue:)) ?? .int8
 }
 
 /// The code of an int8 product (all multiply the same panels; see Sources/CKernels/gemm_i8.c).
