@@ -362,6 +362,10 @@ static float *a_buffer(size_t count) {
 }
 
 size_t pg_gemm_packed_bytes(int kind, int wtype, int n, int k) {
+    if (wtype == PG_I8) {
+        const int nr = impl_of(kind)->nr;
+        return (size_t)((n + nr - 1) / nr) * pg_i8_panel_bytes(nr, k);
+    }
     return pg_gemm_packed_count(kind, n, k) * (wtype == PG_BF16 ? 2 : 4);
 }
 
@@ -378,6 +382,7 @@ static inline float src_f32(int stype, const void *row, int q) {
 void pg_gemm_pack_rows(int kind, int wtype, int stype, const void *src, size_t ldw, int k, int row_lo, int row_hi,
                        void *packed) {
     const int nr = impl_of(kind)->nr;
+    if (wtype == PG_I8) { pg_i8_pack_rows(nr, stype, src, ldw, k, row_lo, row_hi, packed); return; }
     const size_t esz = stype == PG_F32 ? 4 : 2;
     enum { KB = 64 };  // k block: the panel's KB × NR destination block stays in L1
     for (int r0 = row_lo; r0 < row_hi;) {
@@ -414,6 +419,7 @@ void pg_convert_to_f32(int stype, const void *src, size_t n, float *dst) {
 
 void pg_gemm_pack_pad(int kind, int wtype, int n, int k, void *packed) {
     const int nr = impl_of(kind)->nr;
+    if (wtype == PG_I8) { pg_i8_pack_pad(nr, n, k, packed); return; }
     const int p = n / nr, first = n % nr;
     if (first == 0) return;
     const size_t esz = wtype == PG_BF16 ? 2 : 4;
@@ -424,6 +430,7 @@ void pg_gemm_pack_pad(int kind, int wtype, int n, int k, void *packed) {
 void pg_gemm_packed_row(int kind, int wtype, int n, int k, const void *packed, int j, float scale, float *dst) {
     (void)n;
     const int nr = impl_of(kind)->nr;
+    if (wtype == PG_I8) { pg_i8_row(nr, k, packed, j, scale, dst); return; }
     const size_t base = (size_t)(j / nr) * k * nr + (size_t)(j % nr);
     if (wtype == PG_BF16) {
         const uint16_t *s = (const uint16_t *)packed + base;

@@ -26,13 +26,13 @@ extension WeightSource {
     public func loaded(bytes: Int) {}
 
     /// The matrices `names` (each of `shape`s) stacked into one packed weight (a fused q|k|v, or just
-    /// one), at the precision `weightsMode` gives for the first's element type (mixed types: F32 unless
-    /// the mode says BF16).
+    /// one), at the precision `weightsMode` gives for the first's name and element type (mixed types: F32
+    /// unless the mode says BF16 or int8).
     /// `rowLookups`: its rows are also read one by one (a tied embedding; see `GEMMPolicy`).
     func packed(_ parts: [(name: String, shape: [Int])], rowLookups: Bool = false) throws -> PackedWeight {
         let rows = try parts.map { try matrix($0.name, shape: $0.shape) }
         let element = rows.allSatisfy({ $0.element == rows[0].element }) ? rows[0].element : .f32
-        let precision = weightsMode.precision(for: element)
+        let precision = weightsMode.precision(for: element, name: parts[0].name)
         let n = rows.reduce(0) { $0 + $1.rowCount }
         let kernel = gemm.kernel(n: n, k: rows[0].columnCount, precision: precision, rowLookups: rowLookups)
         return try PackedWeight(stacking: rows, precision: precision, kernel: kernel) { [self] in loaded(bytes: $0) }

@@ -193,9 +193,21 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// The rows of matrix `name` (which must have exactly `expected` shape) for packing in pieces whose
     /// file pages are released as packing goes (`SafetensorsFile.matrixRows`). Marks it used.
+    /// An I8 matrix (a `paligemma quantize`d checkpoint) comes with its per-row scales, the F32 tensor
+    /// `<name>_scale` [rows] (docs/weights.md), which is marked used with it.
     public func matrix(_ name: String, shape expected: [Int]) throws -> MatrixRows {
-        try read(name, shape: expected) { try $0.matrixRows($1) }
+        let rows = try read(name, shape: expected) { try $0.matrixRows($1) }
+        guard rows.element == .int8 else { return rows }
+        let scaleName = TensorNames.canonical(name) + Self.int8ScaleSuffix
+        guard hasTensor(scaleName) else {
+            throw WeightsError.tensorNotFound(path: directory.path, tensor: scaleName)
+        }
+        let scales = try tensor(scaleName, shape: [rows.rowCount])
+        return QuantizedRows(values: rows, scales: scales.scalars)
     }
+
+    /// The suffix of an int8 matrix's scales tensor in a quantized checkpoint (`<name>_scale`).
+    public static let int8ScaleSuffix = "_scale"
 
     /// Finds `name`, checks its shape (when `expected` is given), reads it with `body` (file, on-disk
     /// name) and marks it used.

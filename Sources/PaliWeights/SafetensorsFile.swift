@@ -245,6 +245,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         case .f32: element = .f32
         case .bf16: element = .bf16
         case .f16: element = .f16
+        case .i8: element = .int8   // values only: Checkpoint.matrix pairs them with their `_scale`
         case .f64: return TensorRows(Tensor(shape: [rows, columns], storage: try tensor(name).storage))
         default:
             throw WeightsError.dtypeMismatch(path: path, tensor: name, dtype: info.dtype.rawValue,

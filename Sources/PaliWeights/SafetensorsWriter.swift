@@ -5,14 +5,14 @@ import Foundation
 /// Element types a safetensors file can hold that this project reads or writes.
 public enum SafetensorsDType: String, Sendable, CaseIterable {
     case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64"
-    case i64 = "I64", i32 = "I32", u8 = "U8", bool = "BOOL"
+    case i64 = "I64", i32 = "I32", u8 = "U8", bool = "BOOL", i8 = "I8"
 
     public var byteSize: Int {
         switch self {
         case .f64, .i64: return 8
         case .f32, .i32: return 4
         case .f16, .bf16: return 2
-        case .u8, .bool: return 1
+        case .u8, .bool, .i8: return 1
         }
     }
 }

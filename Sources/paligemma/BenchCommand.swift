@@ -23,8 +23,19 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Decode steps to time.") var decodeSteps: Int = 8
     @Option(help: "Images in the batched vision measurement.") var visionBatch: Int = 4
     @Option(help: "BLAS threads (default: OpenBLAS's choice).") var threads: Int?
-    @Option(help: "Precision matrices are kept at: auto or f32 (random weights are f32), or bf16.")
-    var weights: WeightsMode = .auto
+    @Option(help: "Precision matrices are kept at: auto or f32 (random weights are f32), bf16 or int8; several, comma-separated (f32,bf16,int8), time each in turn and print the ratios.")
+    var weights: String = "auto"
+    /// The modes `--weights` names, in order.
+    var weightsModes: [WeightsMode] { weights.split(separator: ",").compactMap { WeightsMode(rawValue: String($0)) } }
+
+    func validate() throws {
+        let names = weights.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        for name in names where WeightsMode(rawValue: name) == nil {
+            throw ValidationError("--weights: '\(name)' is not one of \(WeightsMode.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if Set(names).count != names.count { throw ValidationError("--weights names a precision twice: \(weights)") }
+        if loadModel != nil && names.count > 1 { throw ValidationError("--load-model takes one --weights") }
+    }
     @Option(help: "Timed runs of each phase after its warm-up; the fastest counts (background load only ever slows a run down).")
     var repeats: Int = 3
 
@@ -44,15 +55,66 @@ struct BenchCommand: ParsableCommand {
             hyper.decoder.slidingLayers = Array(hyper.decoder.slidingLayers.prefix(t))
         }
         let openblas = measureSGEMM(), packed = measurePackedGEMM()
-        let sgemm = max(openblas, packed)
         benchLogger.info("\(Machine.cpuName) [\(Machine.cpuFeatures)]")
         benchLogger.info(.init(stringLiteral: "sgemm 2048³: OpenBLAS \(String(format: "%.1f", openblas)) GFLOP/s, "
             + "packed \(GEMMKernel.best) kernel \(String(format: "%.1f", packed)) GFLOP/s; making random weights…"))
+        GEMMChoice.log = { benchLogger.info(.init(stringLiteral: $0)) }
+        GEMMChoice.shared.remeasureAll = remeasureGemm
+        let modes = weightsModes
+        if modes.count == 1 {
+            let report = try phases(hyper: hyper, weights: modes[0], sgemm: (openblas, packed))
+            let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        // Several precisions: each model made, timed and freed in turn; then the ratios to the first.
+        var reports: [String: [String: Any]] = [:]
+        for mode in modes {
+            benchLogger.info("--weights \(mode): making random weights…")
+            reports[mode.rawValue] = try phases(hyper: hyper, weights: mode, sgemm: (openblas, packed))
+        }
+        let base = modes[0].rawValue
+        var ratios: [String: Any] = [:]
+        for mode in modes.dropFirst() {
+            let r = ratiosOf(reports[mode.rawValue]!, to: reports[base]!)
+            ratios["\(mode.rawValue)_vs_\(base)"] = r
+            benchLogger.info(.init(stringLiteral: "\(mode.rawValue) vs \(base): " + r.sorted { $0.key < $1.key }
+                .map { "\($0.key) \(String(format: "%.2f", $0.value))×" }.joined(separator: ", ")))
+        }
+        let data = try JSONSerialization.data(withJSONObject: ["weights": modes.map(\.rawValue), "runs": reports, "ratios": ratios],
+                                              options: [.sortedKeys, .prettyPrinted])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Speed-ups of `run` over `base` (rates: run / base; resident bytes: run / base).
+    func ratiosOf(_ run: [String: Any], to base: [String: Any]) -> [String: Double] {
+        func value(_ r: [String: Any], _ phase: String, _ key: String) -> Double? {
+            (r[phase] as? [String: Any])?[key] as? Double
+        }
+        var out: [String: Double] = [:]
+        for (name, phase, key) in [("vision_batch1", "vision", "images_per_s_batch1"),
+                                   ("vision_batch\(visionBatch)", "vision", "images_per_s_batch\(visionBatch)"),
+                                   ("prefill", "prefill", "tokens_per_s"),
+                                   ("decode_batch1", "decode", "tokens_per_s_batch1"),
+                                   ("decode_batch8", "decode", "tokens_per_s_batch8")] {
+            if let a = value(run, phase, key), let b = value(base, phase, key), b > 0 { out[name] = round3(a / b) }
+        }
+        if let a = run["packed_bytes"] as? Int, let b = base["packed_bytes"] as? Int, b > 0 {
+            out["packed_bytes"] = round3(Double(a) / Double(b))
+        }
+        if let a = run["generate_16_tokens_seconds"] as? Double, let b = base["generate_16_tokens_seconds"] as? Double, a > 0 {
+            out["generate_16_tokens"] = round3(b / a)
+        }
+        return out
+    }
+
+    /// Times vision, prefill, decode and generation on random weights kept at `weights`: today's report.
+    func phases(hyper: PaliGemmaHyperparameters, weights: WeightsMode, sgemm rates: (Double, Double)) throws -> [String: Any] {
+        let (openblas, packed) = rates
+        let sgemm = max(openblas, packed)
         let random = RandomWeights(seed: 1)
         random.weightsMode = weights
         random.gemm = gemm.policy
-        GEMMChoice.log = { benchLogger.info(.init(stringLiteral: $0)) }
-        GEMMChoice.shared.remeasureAll = remeasureGemm
         let model = try PaliGemmaModel(hyper: hyper, weights: random)
         let choices = gemmChoices()
         let gen = Generator(model: model)
@@ -113,7 +175,8 @@ struct BenchCommand: ParsableCommand {
         let report: [String: Any] = [
             "preset": preset, "vision_layers": v.layers, "text_layers": d.layers,
             "blas_threads": BLAS.threads,
-            "weights": weights == .bf16 ? "bf16" : "f32",
+            "weights": weights == .bf16 || weights == .int8 ? weights.rawValue : "f32",
+            "packed_bytes": model.packedBytes,
             "repeats": n,
             "sgemm_gflops": round1(sgemm),
             "openblas_sgemm_gflops": round1(openblas),
@@ -137,8 +200,7 @@ struct BenchCommand: ParsableCommand {
             "cpu": Machine.cpuName, "cpu_features": Machine.cpuFeatures,
             "generate_16_tokens_seconds": round3(e2e),
         ]
-        let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
-        print(String(decoding: data, as: UTF8.self))
+        return report
     }
 
     /// Each matrix shape of the model with every candidate kernel's rate per bucket of rows (from the
@@ -168,7 +230,7 @@ struct BenchCommand: ParsableCommand {
         var fastest = Double.infinity, bytes = 0, held = 0
         for _ in 0..<max(1, repeats) {
             let checkpoint = try Checkpoint(directory: dir)
-            checkpoint.weightsMode = weights
+            checkpoint.weightsMode = weightsModes[0]
             checkpoint.gemm = gemm.policy
             let start = DispatchTime.now()
             let model = try PaliGemmaModel(hyper: bundle.hyper, weights: checkpoint)
@@ -180,7 +242,7 @@ struct BenchCommand: ParsableCommand {
                                                          Double(bytes) / 1e9, seconds, Double(bytes) / 1e9 / seconds)))
         }
         let report: [String: Any] = [
-            "model": dir.path, "weights": weights.description, "threads": BLAS.threads,
+            "model": dir.path, "weights": weightsModes[0].description, "threads": BLAS.threads,
             "matrix_bytes": bytes, "packed_bytes": held, "load_seconds": round3(fastest),
             "load_gb_per_s": round3(Double(bytes) / 1e9 / fastest),
             "peak_rss_bytes": ProcessMemory.peakResidentBytes ?? 0,

@@ -7,7 +7,7 @@ struct PaliGemmaCLI: ParsableCommand {
         commandName: "paligemma",
         abstract: "PaliGemma inference on CPU: single images, batch jobs under mpirun, benchmarks.",
         subcommands: [GenerateCommand.self, LogitsCommand.self, TokenizeCommand.self, PreprocessCommand.self,
-                      BenchCommand.self, RunCommand.self, MaskCommand.self, ReportCommand.self])
+                      BenchCommand.self, RunCommand.self, MaskCommand.self, ReportCommand.self, QuantizeCommand.self])
 
     static func main() {
         StandardErrorLogHandler.bootstrap()

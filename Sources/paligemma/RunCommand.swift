@@ -69,7 +69,7 @@ struct RunCommand: ParsableCommand {
     var threads: Int?
     @Option(help: "BLAS/kernel threads of vision ranks under mpirun (default: --threads); they idle most of the time.")
     var visionThreads: Int?
-    @Option(help: "Precision matrices are kept at: auto (bf16 stays bf16, f32 stays f32, f16 → f32), f32, or bf16 (rounds an f32 checkpoint).")
+    @Option(help: "Precision matrices are kept at: auto (bf16 stays bf16, f32 stays f32, f16 → f32), f32, bf16 (rounds an f32 checkpoint), or int8 (per-channel int8 quantized at load, activations quantized per token; lossy, never chosen by auto).")
     var weights: WeightsMode = .auto
     @Option(help: "End the job when a rank has been silent this many seconds.")
     var peerTimeout = 20.0

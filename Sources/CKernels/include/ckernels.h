@@ -24,7 +24,7 @@ enum { PG_GEMM_PORTABLE = 0, PG_GEMM_AVX2 = 1, PG_GEMM_AVX512 = 2, PG_GEMM_ROWS 
 /// A BF16 packed weight holds the high halves of F32 values: each is widened (exactly) to F32 in
 /// registers and the products are summed in the same order as for F32 panels holding the same values,
 /// so the results equal bit for bit those of an F32 weight widened from the same BF16 values.
-enum { PG_F32 = 0, PG_BF16 = 1, PG_F16 = 2 };
+enum { PG_F32 = 0, PG_BF16 = 1, PG_F16 = 2, PG_I8 = 3 };
 
 /// 1 when this CPU (and OS) can run `kind`.
 int pg_gemm_available(int kind);
@@ -62,6 +62,47 @@ void pg_gemm_packed_w(int kind, int wtype, int m, int n, int k, const float *a, 
 /// [panel_lo, panel_hi) only (threads split the panels). C need not be initialised.
 void pg_gemm_packed(int kind, int m, int n, int k, const float *a, int lda, const float *packed,
                     const float *bias, float *c, int ldc, int panel_lo, int panel_hi);
+
+/// Int8 weights (Sources/CKernels/gemm_i8.c), on panels of NR = pg_gemm_nr(kind) output columns.
+/// Quantization per output column n (a row of W [N, K]): scale_n = max_k |w| / 127 (F32), q = rint(w / scale_n)
+/// (ties to even) clamped to [−127, 127]; a row of zeros gets scale 0 and q = 0. K is padded to K4 (a
+/// multiple of 4) with zeros. Panel p is `pg_i8_panel_bytes(NR, K)` bytes: NR F32 scales, NR int32 column
+/// sums Σ_k q, then K4/4 groups of [NR columns][4 consecutive k] int8 values.
+/// Variants of the int8 products (all multiply the same panels):
+enum { PG_I8_PORTABLE = 0, PG_I8_AVX2 = 1, PG_I8_AVXVNNI = 2, PG_I8_AVX512VNNI = 3 };
+size_t pg_i8_panel_bytes(int nr, int k);
+/// The quantization of one value (what packing does): rint(w / scale) clamped to ±127; 0 when scale is 0.
+float pg_i8_quantize_one(float w, float scale);
+/// Quantizes rows [row_lo, row_hi) of W [N, K] (source rows as for `pg_gemm_pack_rows`) into their columns.
+void pg_i8_pack_rows(int nr, int stype, const void *src, size_t ldw, int k, int row_lo, int row_hi, void *packed);
+/// Rows [row_lo, row_hi) already quantized (a `paligemma quantize`d checkpoint): int8 values at src + (r − row_lo)·ldw
+/// (−128 read as −127: the kernels' sign tricks need the symmetric range) and scales[r − row_lo].
+void pg_i8_pack_quantized_rows(int nr, const void *src, const float *scales, size_t ldw, int k, int row_lo,
+                               int row_hi, void *packed);
+/// Zeroes the padding columns (N ..< panels·NR) of the last panel: scale 0, sum 0, q 0.
+void pg_i8_pack_pad(int nr, int n, int k, void *packed);
+/// Row j of W dequantized (q · scale_j), times `scale`.
+void pg_i8_row(int nr, int k, const void *packed, int j, float scale, float *dst);
+/// Row j of W as stored: its scale, K int8 values and their sum (tests, the reference).
+void pg_i8_column(int nr, int k, const void *packed, int j, float *scale, signed char *q, int *sum);
+int pg_i8_variant_available(int variant);
+/// Panel width a variant's fast kernel needs (32 for AVX512-VNNI, 16 otherwise); the portable one takes any.
+int pg_i8_variant_nr(int variant);
+/// The fastest variant for panels of `kind` on this CPU.
+int pg_i8_best_variant(int kind);
+/// 128 when the variant takes activations as u8 (q + 128: the VNNI ones), else 0 (int8 q).
+int pg_i8_offset(int variant);
+/// Per row i of A [M, K]: scale_i = max |a| / 127, q = rint(a / scale_i) clamped to ±127 (0 for a row of
+/// zeros, scale 0), plus the variant's offset, written as K4 bytes at q + i·ldq (padding = the offset).
+void pg_i8_quantize_rows(int variant, int m, int k, const float *a, int lda, void *q, int ldq, float *scales);
+/// W8A8: C[M, N] = (Σ_k qa·qw) · (scale_a · scale_w) (+ bias) for output panels [panel_lo, panel_hi): the
+/// integer sums exact, the float steps the same in every variant (results equal bit for bit).
+void pg_gemm_i8(int variant, int nr, int m, int n, int k, const void *qa, int ldq, const float *ascale,
+                const void *packed, const float *bias, float *c, int ldc, int panel_lo, int panel_hi);
+/// W8A32: C[M, N] = (Σ_k a·qw) · scale_w (+ bias), F32 activations; per (column, k mod 4) FMA chains in k
+/// order, added as (s0 + s1) + (s2 + s3): every variant gives the same bits.
+void pg_gemm_i8f(int variant, int nr, int m, int n, int k, const float *a, int lda, const void *packed,
+                 const float *bias, float *c, int ldc, int panel_lo, int panel_hi);
 
 /// oneDNN (Sources/CKernels/onednn.c): loaded with dlopen on first use; 0 where it is not installed
 /// (or PALIGEMMA_NO_ONEDNN is set).

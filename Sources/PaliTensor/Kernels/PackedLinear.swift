@@ -7,6 +7,7 @@
 // every output element is summed in an order fixed by K alone, so a row's result never depends on
 // how many rows share the call: batched generation equals one-by-one exactly.
 import CKernels
+import Foundation
 
 /// The GEMM a packed weight is laid out for: one of our micro-kernel families, or OpenBLAS's sgemm
 /// over the weight's plain [N, K] rows (`--gemm NAME`; `GEMMChoice` picks among them by measurement).
@@ -31,6 +32,9 @@ public enum GEMMKernel: Int32, CaseIterable, Sendable, CustomStringConvertible {
     public var isBatchInvariant: Bool { self != .openblas && self != .onednn }
     /// Which precisions the kernel multiplies.
     public func supports(_ precision: WeightPrecision) -> Bool { isOurs || precision == .f32 }
+    /// The int8 product variant this kernel's panels run on this CPU (AVX512-VNNI on the AVX-512 layout;
+    /// AVX-VNNI, else AVX2, on the AVX2 layout; portable C on the portable one).
+    public var int8Variant: Int8Variant { Int8Variant(rawValue: pg_i8_best_variant(rawValue)) ?? .portable }
     /// One of our own micro-kernels (rows of the weight can be read back cheaply: embedding lookups).
     public var isOurs: Bool { self == .portable || self == .avx2 || self == .avx512 }
     public var description: String {
@@ -62,23 +66,49 @@ public enum WeightPrecision: String, Sendable, CaseIterable, CustomStringConvert
     /// BF16 panels: half the memory; widened to F32 in registers, summed exactly as F32 panels holding
     /// the same values (bit for bit).
     case bf16
+    /// Int8 panels with an F32 scale per output column (per-channel symmetric, `--weights int8`): a quarter
+    /// of the memory. Multiplied by activations quantized per row to int8 (W8A8, exact int32 sums), see
+    /// `Linear.forward` and Sources/CKernels/gemm_i8.c. Our own kernels only.
+    case int8
 
-    var code: Int32 { self == .bf16 ? Int32(PG_BF16) : Int32(PG_F32) }
-    public var bytesPerElement: Int { self == .bf16 ? 2 : 4 }
+    var code: Int32 {
+        switch self {
+        case .f32: return Int32(PG_F32)
+        case .bf16: return Int32(PG_BF16)
+        case .int8: return Int32(PG_I8)
+        }
+    }
+    public var bytesPerElement: Int {
+        switch self {
+        case .f32: return 4
+        case .bf16: return 2
+        case .int8: return 1
+        }
+    }
     public var description: String { rawValue }
 }
 
 /// The element type of rows a packed weight is made from (a checkpoint's dtype).
 public enum SourceElement: Sendable {
     case f32, bf16, f16
+    /// Int8 values already quantized per row, with their F32 scales (`MatrixRows.rowScales`): a
+    /// `paligemma quantize`d checkpoint. Packs only into int8 panels.
+    case int8
     var code: Int32 {
         switch self {
         case .f32: return Int32(PG_F32)
         case .bf16: return Int32(PG_BF16)
         case .f16: return Int32(PG_F16)
+        case .int8: return Int32(PG_I8)
         }
     }
-    public var byteSize: Int { self == .f32 ? 4 : 2 }
+    public var byteSize: Int {
+        switch self {
+        case .f32: return 4
+        case .bf16, .f16: return 2
+        case .int8: return 1
+        }
+    }
 }
 
 /// Rows of a weight matrix [N, K] that can be read in pieces: a tensor in memory, or a tensor in a
@@ -90,6 +120,30 @@ public protocol MatrixRows {
     var element: SourceElement { get }
     /// Calls `body` with rows `rows` (consecutive, `columnCount` elements each, any alignment).
     func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) throws
+    /// The F32 scale of each row, for `element == .int8` (nil otherwise).
+    var rowScales: [Float]? { get }
+}
+
+extension MatrixRows {
+    public var rowScales: [Float]? { nil }
+}
+
+/// Rows of int8 values with a scale per row (a quantized checkpoint's `<name>` and `<name>_scale`).
+public struct QuantizedRows: MatrixRows {
+    public let values: MatrixRows
+    public let scales: [Float]
+    public init(values: MatrixRows, scales: [Float]) {
+        precondition(values.element == .int8 && scales.count == values.rowCount,
+                     "QuantizedRows: \(values.rowCount) int8 rows need as many scales, got \(scales.count)")
+        (self.values, self.scales) = (values, scales)
+    }
+    public var rowCount: Int { values.rowCount }
+    public var columnCount: Int { values.columnCount }
+    public var element: SourceElement { .int8 }
+    public var rowScales: [Float]? { scales }
+    public func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) throws {
+        try values.withRows(rows, body)
+    }
 }
 
 /// A matrix already in memory as F32 (random weights, tests, tools).
@@ -155,6 +209,9 @@ public final class PackedWeight: @unchecked Sendable {
         precondition(kernel.isAvailable, "GEMM kernel \(kernel) is not available on this CPU")
         precondition(kernel.supports(precision), "GEMM kernel \(kernel) does not multiply \(precision) weights")
         precondition(n > 0 && k >= 0 && n < Int(Int32.max) && k < Int(Int32.max), "PackedWeight: bad shape [\(n), \(k)]")
+        if parts.contains(where: { $0.element == .int8 }) && (precision != .int8 || kernel == .onednn) {
+            throw GEMMError("int8-quantized rows pack only into int8 panels of our kernels (got \(precision), \(kernel)): load the quantized checkpoint with --weights int8 or auto")
+        }
         (outFeatures, inFeatures, self.kernel, self.precision) = (n, k, kernel, precision)
         if kernel == .onednn {
             // oneDNN reorders the whole matrix at once: gather it as F32 rows first (one matrix of extra memory, briefly).
@@ -196,9 +253,17 @@ public final class PackedWeight: @unchecked Sendable {
                 let g0 = row0 + lo, g1 = row0 + hi, firstPanel = g0 / nr
                 try part.withRows(lo..<hi) { src in
                     let panelsHere = (g1 - 1) / nr - firstPanel + 1
+                    let scales = part.rowScales
                     Parallel.forEachChunk(panelsHere, grain: max(1, (1 << 18) / max(k * nr, 1))) { r in
                         let a = max(g0, (firstPanel + r.lowerBound) * nr), b = min(g1, (firstPanel + r.upperBound) * nr)
                         guard a < b else { return }
+                        if let scales {
+                            scales.withUnsafeBufferPointer { sp in
+                                pg_i8_pack_quantized_rows(Int32(nr), src + (a - g0) * rowBytes, sp.baseAddress! + (a - row0),
+                                                          k, Int32(k), Int32(a), Int32(b), dst)
+                            }
+                            return
+                        }
                         pg_gemm_pack_rows(kernel.rawValue, precision.code, part.element.code,
                                           src + (a - g0) * rowBytes, k, Int32(k), Int32(a), Int32(b), dst)
                     }
@@ -266,6 +331,9 @@ extension Linear {
                          "oneDNN matmul failed for [\(m), \(k)] · [\(w.outFeatures), \(k)]ᵀ")
             return
         }
+        if w.precision == .int8 {
+            return int8Forward(x, rows: m, inFeatures: k, weight: w, bias: bias, into: y, activations: Int8Activations.standard)
+        }
         let n = w.outFeatures, nr = w.kernel.panelWidth, kind = w.kernel.rawValue
         let packed = UnsafeRawPointer(w.storage), wtype = w.precision.code
         // A thread is worth it from about a quarter of a million multiply-adds.
@@ -273,6 +341,45 @@ extension Linear {
         Parallel.forEachChunk(w.panels, grain: grain) { r in
             pg_gemm_packed_w(kind, wtype, Int32(m), Int32(n), Int32(k), x, Int32(k), packed, bias, y, Int32(n),
                              Int32(r.lowerBound), Int32(r.upperBound))
+        }
+    }
+
+    /// y = x · Wᵀ (+ bias) with W int8: W8A8 (each row of x quantized to int8 with its own scale, exact
+    /// integer sums, then scaled) or, with `activations: .f32`, W8A32 (x as F32 times W widened in
+    /// registers). Either way a row's result depends on that row alone. W8A8 was the faster on every row
+    /// count measured (docs/performance.md), so it is the default at every M. `variant` picks the
+    /// product's code (tests run each); nil: the fastest this CPU runs for the weight's layout.
+    public static func int8Forward(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight w: PackedWeight,
+                                   bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>,
+                                   activations: Int8Activations = .int8, variant: Int8Variant? = nil) {
+        precondition(w.precision == .int8, "Linear.int8Forward: weight is \(w.precision)")
+        precondition(k == w.inFeatures, "Linear: input width \(k) vs packed weight [\(w.outFeatures), \(w.inFeatures)]")
+        guard m > 0 else { return }
+        let v = variant ?? w.kernel.int8Variant
+        precondition(v.isAvailable, "int8 variant \(v) is not available on this CPU")
+        precondition(v == .portable || v.panelWidth == w.kernel.panelWidth,
+                     "int8 variant \(v) needs panels of \(v.panelWidth) columns, the weight has \(w.kernel.panelWidth)")
+        let n = w.outFeatures, nr = Int32(w.kernel.panelWidth), packed = UnsafeRawPointer(w.storage)
+        let grain = max(1, (1 << 19) / max(m * max(k, 1) * Int(nr), 1))
+        switch activations {
+        case .f32:
+            Parallel.forEachChunk(w.panels, grain: grain) { r in
+                pg_gemm_i8f(v.rawValue, nr, Int32(m), Int32(n), Int32(k), x, Int32(k), packed, bias, y, Int32(n),
+                            Int32(r.lowerBound), Int32(r.upperBound))
+            }
+        case .int8:
+            let ldq = (k + 3) / 4 * 4 + 64   // rows 64 bytes apart beyond K4: no two rows share a line at the end
+            let q = UnsafeMutableRawPointer.allocate(byteCount: max(1, m * ldq), alignment: 64)
+            let scales = UnsafeMutablePointer<Float>.allocate(capacity: m)
+            defer { q.deallocate(); scales.deallocate() }
+            Parallel.forEachChunk(m, grain: max(1, (1 << 16) / max(k, 1))) { r in
+                pg_i8_quantize_rows(v.rawValue, Int32(r.count), Int32(k), x + r.lowerBound * k, Int32(k),
+                                    q + r.lowerBound * ldq, Int32(ldq), scales + r.lowerBound)
+            }
+            Parallel.forEachChunk(w.panels, grain: grain) { r in
+                pg_gemm_i8(v.rawValue, nr, Int32(m), Int32(n), Int32(k), q, Int32(ldq), scales, packed, bias, y,
+                           Int32(n), Int32(r.lowerBound), Int32(r.upperBound))
+            }
         }
     }
 
@@ -312,14 +419,123 @@ public enum WeightsMode: String, Sendable, CaseIterable, CustomStringConvertible
     case f32
     /// Always BF16 (F32 rounded to nearest even at load: not exact).
     case bf16
+    /// Int8 with an F32 scale per output channel, quantized at load (lossy); the matrices named in
+    /// `int8KeptNames` keep the precision `auto` gives them. Never chosen by `auto`.
+    case int8
 
     /// The panel precision for a matrix stored as `element`.
     public func precision(for element: SourceElement) -> WeightPrecision {
+        if element == .int8 { return .int8 }   // a quantized checkpoint stays int8 (there is no way back)
         switch self {
         case .f32: return .f32
         case .bf16: return .bf16
+        case .int8: return .int8
         case .auto: return element == .bf16 ? .bf16 : .f32
         }
     }
+
+    /// The panel precision for the matrix `name` (a checkpoint tensor name) stored as `element`: under
+    /// int8, a matrix whose name contains one of `int8KeptNames` keeps `auto`'s precision.
+    public func precision(for element: SourceElement, name: String) -> WeightPrecision {
+        if self == .int8, element != .int8, Self.int8KeptNames.contains(where: { name.contains($0) }) {
+            return WeightsMode.auto.precision(for: element)
+        }
+        return precision(for: element)
+    }
+
+    /// Matrices `--weights int8` keeps at higher precision (substrings of tensor names), chosen by
+    /// measurement (docs/weights.md): the patch embedding. `PALIGEMMA_INT8_KEEP=a,b` replaces the list
+    /// (measuring other choices; empty: every matrix int8).
+    public static let int8KeptNames: [String] = {
+        if let env = ProcessInfo.processInfo.environment["PALIGEMMA_INT8_KEEP"] {
+            return env.split(separator: ",").map { String($0) }.filter { !$0.isEmpty }
+        }
+        return ["patch_embedding"]
+    }()
     public var description: String { rawValue }
+}
+
+/// What int8 weights are multiplied by (`Linear.int8Forward`).
+public enum Int8Activations: String, Sendable {
+    /// Each row quantized to int8 (per-row scale): W8A8, integer dot products.
+    case int8
+    /// F32 activations times the weights widened in registers: W8A32.
+    case f32
+
+    /// What `Linear.forward` uses for int8 weights at every row count: W8A8, the faster at every M
+    /// measured (docs/performance.md); `PALIGEMMA_INT8_ACTIVATIONS=f32` selects W8A32 (measuring quality).
+    public static let standard: Int8Activations =
+        ProcessInfo.processInfo.environment["PALIGEMMA_INT8_ACTIVATIONS"].flatMap(Int8Activations.init(rawValue:)) ?? .int8
+}
+
+/// The code of an int8 product (all multiply the same panels; see Sources/CKernels/gemm_i8.c).
+public enum Int8Variant: Int32, CaseIterable, Sendable, CustomStringConvertible {
+    case portable = 0, avx2 = 1, avxVNNI = 2, avx512VNNI = 3
+    public var isAvailable: Bool { pg_i8_variant_available(rawValue) != 0 }
+    /// Panel width its fast code needs (the portable one takes any).
+    public var panelWidth: Int { Int(pg_i8_variant_nr(rawValue)) }
+    public var description: String {
+        switch self {
+        case .portable: return "portable"
+        case .avx2: return "avx2"
+        case .avxVNNI: return "avx-vnni"
+        case .avx512VNNI: return "avx512-vnni"
+        }
+    }
+}
+
+extension PackedWeight {
+    /// Row j of an int8 weight as stored: its scale, K int8 values and their sum (tests, tools).
+    public func int8Row(_ j: Int) -> (scale: Float, values: [Int8], sum: Int32) {
+        precondition(precision == .int8 && j >= 0 && j < outFeatures, "int8Row(\(j)) of a \(precision) weight [\(outFeatures), \(inFeatures)]")
+        var scale: Float = 0, sum: Int32 = 0
+        var values = [Int8](repeating: 0, count: inFeatures)
+        values.withUnsafeMutableBufferPointer { q in
+            pg_i8_column(Int32(kernel.panelWidth), Int32(inFeatures), storage, Int32(j), &scale, q.baseAddress, &sum)
+        }
+        return (scale, values, sum)
+    }
+}
+
+extension Reference {
+    /// Symmetric int8 quantization of a vector in the kernels' float steps: scale = max |v| / 127,
+    /// q = round-half-even(v / scale) clamped to ±127; a vector of zeros gives scale 0 and q = 0.
+    /// (Per output channel for weights at packing, per row for activations in W8A8.)
+    public static func quantizeInt8(_ v: ArraySlice<Float>) -> (q: [Int8], scale: Float) {
+        let amax = v.reduce(Float(0)) { max($0, abs($1)) }
+        let scale = amax / 127
+        guard scale != 0 else { return ([Int8](repeating: 0, count: v.count), 0) }
+        return (v.map { Int8(max(-127, min(127, ($0 / scale).rounded(.toNearestOrEven)))) }, scale)
+    }
+
+    /// y = x · Wᵀ (+ b) for an int8 weight, in double precision from what the weight stores: W8A8
+    /// (`activations: .int8`) quantizes each row of x as `quantizeInt8` does and sums Σ q_x·q_w exactly
+    /// (integers), then scales by scale_x · scale_w; W8A32 sums x · q_w in double, then scales by scale_w.
+    public static func int8Linear(_ x: [Float], rows m: Int, inFeatures k: Int, weight: PackedWeight,
+                                  bias: [Float]?, activations: Int8Activations) -> [Double] {
+        let n = weight.outFeatures
+        let columns = (0..<n).map { weight.int8Row($0) }
+        var y = [Double](repeating: 0, count: m * n)
+        for i in 0..<m {
+            let row = x[(i * k)..<(i * k + k)]
+            let (qa, sa) = quantizeInt8(row)
+            for j in 0..<n {
+                let (sw, qw, _) = columns[j]
+                var v: Double
+                switch activations {
+                case .int8:
+                    var acc: Int64 = 0
+                    for t in 0..<k { acc += Int64(qa[t]) * Int64(qw[t]) }
+                    v = Double(acc) * Double(sa) * Double(sw)
+                case .f32:
+                    var acc = 0.0
+                    for t in 0..<k { acc += Double(row[row.startIndex + t]) * Double(qw[t]) }
+                    v = acc * Double(sw)
+                }
+                if let bias { v += Double(bias[j]) }
+                y[i * n + j] = v
+            }
+        }
+        return y
+    }
 }

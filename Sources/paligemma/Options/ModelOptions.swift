@@ -16,7 +16,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Refuse images whose header declares more pixels than this.")
     var maxPixels: Int = 64_000_000
 
-    @Option(help: "Precision matrices are kept at: auto (bf16 stays bf16, f32 stays f32, f16 → f32), f32, or bf16 (rounds an f32 checkpoint).")
+    @Option(help: "Precision matrices are kept at: auto (bf16 stays bf16, f32 stays f32, f16 → f32), f32, bf16 (rounds an f32 checkpoint), or int8 (per-channel int8 quantized at load, activations quantized per token; lossy, never chosen by auto).")
     var weights: WeightsMode = .auto
 
     func validate() throws {

@@ -1,0 +1,79 @@
+// `paligemma quantize`: a checkpoint's matrices written as int8 with a scale per row — what
+// `--weights int8` computes at load, stored — so a quantized checkpoint loads with a quarter of the
+// matrix bytes and gives the same logits, bit for bit, as quantizing at load.
+//
+// Names (docs/weights.md): a quantized matrix `<name>` is I8 with its checkpoint shape (rows first), and
+// `<name>_scale` is F32 [rows]; value = q · scale. Every other tensor (norms, biases, positions, the
+// matrices `--weights int8` keeps at higher precision) is copied with its dtype. The optional tied copy
+// `language_model.lm_head.weight` is left out (the embedding is the LM head).
+import CKernels
+import Foundation
+import PaliTensor
+import PaliWeights
+
+public enum Int8Checkpoint {
+    /// Writes `checkpoint`'s tensors, its matrices quantized, to `file` (one safetensors file). Returns
+    /// the names quantized. Loads the model once (int8) to learn which tensors are its matrices.
+    @discardableResult
+    public static func write(_ checkpoint: Checkpoint, hyper: PaliGemmaHyperparameters, to file: URL) throws -> [String] {
+        let recorder = MatrixRecorder(checkpoint)
+        _ = try PaliGemmaModel(hyper: hyper, weights: recorder)
+        try checkpoint.verifyAllUsed()
+        let quantized = Set(recorder.int8Matrices)
+        var entries: [SafetensorsEntry] = []
+        var files: [URL: SafetensorsFile] = [:]
+        for name in checkpoint.tensorNames where !TensorNames.optionalTiedCopies.contains(name) {
+            guard let info = checkpoint.info(name), let location = checkpoint.location(of: name) else { continue }
+            if quantized.contains(name) {
+                guard info.dtype != .i8 else {
+                    throw WeightsError.invalidTensor(path: location.file.path, tensor: name, detail: "is already int8: this checkpoint is quantized")
+                }
+                let values = try checkpoint.tensor(name)
+                let rows = info.shape.first ?? 1, k = rows == 0 ? 0 : values.count / rows
+                var q = [UInt8](repeating: 0, count: rows * k + 4)
+                var scales = [Float](repeating: 0, count: rows)
+                q.withUnsafeMutableBytes { qp in
+                    scales.withUnsafeMutableBufferPointer { sp in
+                        // The quantization packing does (amax / 127, rint, ±127): the portable variant's
+                        // activation quantization is the same function of a row.
+                        pg_i8_quantize_rows(Int32(PG_I8_PORTABLE), Int32(rows), Int32(k), values.data, Int32(k),
+                                            qp.baseAddress!, Int32(k), sp.baseAddress!)
+                    }
+                }
+                q.removeLast(4)
+                entries.append(SafetensorsEntry(name: name, dtype: .i8, shape: info.shape, bytes: q))
+                entries.append(.f32(name + Checkpoint.int8ScaleSuffix, shape: [rows], scales))
+            } else {
+                let url = location.file
+                let file = try files[url] ?? SafetensorsFile(contentsOf: url)
+                files[url] = file
+                entries.append(SafetensorsEntry(name: name, dtype: info.dtype, shape: info.shape,
+                                                bytes: try file.rawBytes(location.diskName)))
+            }
+        }
+        try SafetensorsWriter.write(entries, metadata: ["format": "pt",
+            "paligemma_quantization": "int8: <name> I8 [rows, ...], <name>_scale F32 [rows]; w = q * scale (per output channel, symmetric)"],
+            to: file)
+        return quantized.sorted()
+    }
+}
+
+/// A checkpoint seen through the model's loading: records each matrix it packs as int8.
+private final class MatrixRecorder: WeightSource {
+    let base: Checkpoint
+    private let lock = NSLock()
+    private(set) var int8Matrices: [String] = []
+    init(_ base: Checkpoint) { self.base = base }
+
+    func tensor(_ name: String, shape: [Int]) throws -> Tensor { try base.tensor(name, shape: shape) }
+    func contains(_ name: String) -> Bool { base.contains(name) }
+    func matrix(_ name: String, shape: [Int]) throws -> MatrixRows {
+        let rows = try base.matrix(name, shape: shape)
+        if WeightsMode.int8.precision(for: rows.element, name: TensorNames.canonical(name)) == .int8 {
+            lock.lock(); int8Matrices.append(TensorNames.canonical(name)); lock.unlock()
+        }
+        return rows
+    }
+    var weightsMode: WeightsMode { .int8 }
+    var gemm: GEMMPolicy { .fixed(.portable) }
+}
