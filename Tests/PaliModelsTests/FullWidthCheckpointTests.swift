@@ -142,6 +142,40 @@ func fullWidthCheckpointMatchesTransformers() throws {
         #expect(logits32.scalars.map(\.bitPattern) == logits.scalars.map(\.bitPattern), "BF16-kept vs F32-widened logits")
     }
 
+    // int8 weights (issue 16), measured at the real widths: logits of every text position (the prompt
+    // and the teacher-forced tokens: every row that predicts a token) against the BF16 model's, relative
+    // to each row's largest |logit|, and top-1 agreement. Lossy by design: the bounds are loose sanity
+    // limits (a broken quantization gives errors of order 1 and random arg-maxes); the figures printed are
+    // the measurement (docs/weights.md).
+    do {
+        let quantized = try timed("load (int8)") { try bundle.loadModel(weights: .int8) }
+        let hidden8 = quantized.embed(ids: sequence, imageFeatures: quantized.projector(quantized.vision(pixels.reshaped([1, 3, 224, 224]))).reshaped([n, d]))
+        let cache = quantized.decoder.makeCache(capacity: sequence.count)
+        quantized.decoder.forward(hidden8, steps: [SequenceStep(tokens: sequence.count, cache: cache, prefixLength: t)])
+        let textRows = Array(n..<sequence.count)
+        let reference = model.decoder.logits(hidden, rows: textRows), mine = quantized.decoder.logits(hidden8, rows: textRows)
+        var worst: Float = 0, meanSum: Float = 0, agree = 0
+        for r in textRows.indices {
+            let a = mine.data + r * v, b = reference.data + r * v
+            var scale: Float = 0, diff: Float = 0, sum: Float = 0, bestA = 0, bestB = 0
+            for i in 0..<v {
+                scale = max(scale, abs(b[i]))
+                let e = abs(a[i] - b[i])
+                diff = max(diff, e); sum += e
+                if a[i] > a[bestA] { bestA = i }
+                if b[i] > b[bestB] { bestB = i }
+            }
+            worst = max(worst, diff / scale)
+            meanSum += sum / Float(v) / scale
+            if bestA == bestB { agree += 1 }
+        }
+        let mean = meanSum / Float(textRows.count)
+        print("full-width checkpoint, --weights int8 vs BF16 over \(textRows.count) text positions: max error \(worst), "
+              + "mean error \(mean) (× the row's max |logit|), top-1 agrees at \(agree)/\(textRows.count)")
+        #expect(worst < 0.5 && mean < 0.1, "int8 logits: max \(worst), mean \(mean) × the row's max |logit|")
+        #expect(agree * 2 > textRows.count, "int8 top-1 agrees at \(agree) of \(textRows.count) text positions")
+    }
+
     let hiddenNorms = rowNorms(hidden.data, rows: t, width: d)
     #expect(elementwiseRelative(hiddenNorms, try ref.tensor("hidden_norms").scalars) <= 1e-5, "residual norms after the last layer")
     let finalWeight = FullWidthCheckpoint.values("language_model.model.norm.weight", shape: [d])
