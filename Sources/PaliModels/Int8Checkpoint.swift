@@ -20,16 +20,35 @@ public enum Int8Checkpoint {
         _ = try PaliGemmaModel(hyper: hyper, weights: recorder)
         try checkpoint.verifyAllUsed()
         let quantized = Set(recorder.int8Matrices)
-        var entries: [SafetensorsEntry] = []
-        var files: [URL: SafetensorsFile] = [:]
+        // The plan first (names, dtypes, shapes: the header), then each tensor's bytes as the writer asks
+        // for them: one matrix in memory at a time (its F32 values, q and scales), not the whole copy.
+        var planned: [SafetensorsPlannedEntry] = []
+        var sources: [(name: String, quantize: Bool)] = []
         for name in checkpoint.tensorNames where !TensorNames.optionalTiedCopies.contains(name) {
             guard let info = checkpoint.info(name), let location = checkpoint.location(of: name) else { continue }
             if quantized.contains(name) {
                 guard info.dtype != .i8 else {
                     throw WeightsError.invalidTensor(path: location.file.path, tensor: name, detail: "is already int8: this checkpoint is quantized")
                 }
+                planned.append(SafetensorsPlannedEntry(name: name, dtype: .i8, shape: info.shape))
+                planned.append(SafetensorsPlannedEntry(name: name + Checkpoint.int8ScaleSuffix, dtype: .f32, shape: [info.shape.first ?? 1]))
+                sources += [(name, true), (name, true)]
+            } else {
+                planned.append(SafetensorsPlannedEntry(name: name, dtype: info.dtype, shape: info.shape))
+                sources.append((name, false))
+            }
+        }
+        var files: [URL: SafetensorsFile] = [:]
+        var pendingScales: [UInt8] = []
+        try SafetensorsWriter.write(planned: planned, metadata: ["format": "pt",
+            "paligemma_quantization": "int8: <name> I8 [rows, ...], <name>_scale F32 [rows]; w = q * scale (per output channel, symmetric)"],
+            to: file) { index -> [UInt8] in
+            let (name, quantize) = sources[index]
+            if quantize {
+                // The scales follow their matrix: computed with it, handed out on the next call.
+                if planned[index].name != name { defer { pendingScales = [] }; return pendingScales }
                 let values = try checkpoint.tensor(name)
-                let rows = info.shape.first ?? 1, k = rows == 0 ? 0 : values.count / rows
+                let rows = planned[index].shape.first ?? 1, k = rows == 0 ? 0 : values.count / rows
                 var q = [UInt8](repeating: 0, count: rows * k + 4)
                 var scales = [Float](repeating: 0, count: rows)
                 q.withUnsafeMutableBytes { qp in
@@ -40,20 +59,17 @@ public enum Int8Checkpoint {
                                             qp.baseAddress!, Int32(k), sp.baseAddress!)
                     }
                 }
+                withExtendedLifetime(values) {}
                 q.removeLast(4)
-                entries.append(SafetensorsEntry(name: name, dtype: .i8, shape: info.shape, bytes: q))
-                entries.append(.f32(name + Checkpoint.int8ScaleSuffix, shape: [rows], scales))
-            } else {
-                let url = location.file
-                let file = try files[url] ?? SafetensorsFile(contentsOf: url)
-                files[url] = file
-                entries.append(SafetensorsEntry(name: name, dtype: info.dtype, shape: info.shape,
-                                                bytes: try file.rawBytes(location.diskName)))
+                pendingScales = scales.withUnsafeBytes { Array($0) }
+                return q
             }
+            guard let location = checkpoint.location(of: name) else { return [] }
+            let url = location.file
+            let source = try files[url] ?? SafetensorsFile(contentsOf: url)
+            files[url] = source
+            return try source.rawBytes(location.diskName)
         }
-        try SafetensorsWriter.write(entries, metadata: ["format": "pt",
-            "paligemma_quantization": "int8: <name> I8 [rows, ...], <name>_scale F32 [rows]; w = q * scale (per output channel, symmetric)"],
-            to: file)
         return quantized.sorted()
     }
 }

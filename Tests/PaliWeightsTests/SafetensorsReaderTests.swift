@@ -162,6 +162,33 @@ import Testing
         #expect(try file.rawBytes("odd") == [9])
     }
 
+    /// The streaming writer (`paligemma quantize`): the same file as the in-memory one, each tensor asked
+    /// for once and in order; a tensor of the wrong size fails the write and leaves nothing behind.
+    @Test func plannedWriterEqualsTheInMemoryOneAndLeavesNothingOnError() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let entries: [SafetensorsEntry] = [
+            .f32("weights", shape: [2, 3], [1, 2, 3, -4, 5, .infinity]),
+            SafetensorsEntry(name: "q", dtype: .i8, shape: [3], bytes: [0x81, 0, 0x7f]),
+            .f32("empty", shape: [0], []),
+            .i64("ids", shape: [2], [7, -8]),
+        ]
+        let whole = dir.appendingPathComponent("whole.safetensors"), streamed = dir.appendingPathComponent("streamed.safetensors")
+        try SafetensorsWriter.write(entries, metadata: ["format": "pt", "x": "y"], to: whole)
+        var asked: [Int] = []
+        try SafetensorsWriter.write(planned: entries.map { SafetensorsPlannedEntry(name: $0.name, dtype: $0.dtype, shape: $0.shape) },
+                                    metadata: ["format": "pt", "x": "y"], to: streamed) { i in asked.append(i); return entries[i].bytes }
+        #expect(asked == Array(entries.indices))
+        #expect(try Data(contentsOf: whole) == (try Data(contentsOf: streamed)))
+
+        let bad = dir.appendingPathComponent("bad.safetensors")
+        #expect(throws: (any Error).self) {
+            try SafetensorsWriter.write(planned: [SafetensorsPlannedEntry(name: "w", dtype: .f32, shape: [2])], to: bad) { _ in [1, 2, 3] }
+        }
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        #expect(left == ["streamed.safetensors", "whole.safetensors"], "nothing of the failed write is left: \(left)")
+    }
+
     @Test func emptyHeaderIsAValidEmptyFile() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
