@@ -123,8 +123,76 @@ void pg_i8_column(int nr, int k, const void *packed, int j, float *scale, int8_t
 
 int pg_i8_offset(int variant) { return variant == PG_I8_AVXVNNI || variant == PG_I8_AVX512VNNI ? 128 : 0; }
 
+#ifdef PG_X86
+// The same arithmetic as the scalar loop below, 16 (8) values at a time: the maximum is order-free, the
+// division and the round-to-nearest-even are exact IEEE operations, the clamp keeps a NaN as the scalar
+// comparisons do, and the int32 → byte store truncates as the scalar cast: the bytes are identical.
+__attribute__((target("avx512f,avx512bw"))) static void avx512_quantize_row(int k, const float *row, uint8_t *dst,
+                                                                           float *scale, int off) {
+    __m512 mx = _mm512_setzero_ps();
+    int t = 0;
+    for (; t + 16 <= k; t += 16) mx = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(row + t)), mx);
+    if (t < k) mx = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (k - t)) - 1), row + t)), mx);
+    const float s = _mm512_reduce_max_ps(mx) / 127.0f;
+    *scale = s;
+    if (s == 0) { memset(dst, off, (size_t)k4_of(k)); return; }
+    const __m512 vs = _mm512_set1_ps(s), lo = _mm512_set1_ps(-127), hi = _mm512_set1_ps(127);
+    const __m512i vo = _mm512_set1_epi32(off);
+    for (t = 0; t < k; t += 16) {
+        const __mmask16 mk = k - t >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - t)) - 1);
+        __m512 v = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(mk, row + t), vs),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));
+        _mm512_mask_cvtepi32_storeu_epi8(dst + t, mk, _mm512_add_epi32(_mm512_cvtps_epi32(v), vo));
+    }
+    for (t = k; t < k4_of(k); t++) dst[t] = (uint8_t)off;
+}
+
+__attribute__((target("avx2"))) static void avx2_quantize_row(int k, const float *row, uint8_t *dst, float *scale,
+                                                              int off) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 mx = _mm256_setzero_ps();
+    int t = 0;
+    for (; t + 8 <= k; t += 8) mx = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(row + t), absmask), mx);
+    float amax = 0, lanes[8];
+    _mm256_storeu_ps(lanes, mx);
+    for (int j = 0; j < 8; j++) amax = lanes[j] > amax ? lanes[j] : amax;
+    for (; t < k; t++) { float v = fabsf(row[t]); amax = v > amax ? v : amax; }
+    const float s = amax / 127.0f;
+    *scale = s;
+    if (s == 0) { memset(dst, off, (size_t)k4_of(k)); return; }
+    const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-127), hi = _mm256_set1_ps(127);
+    const __m256i vo = _mm256_set1_epi32(off);
+    const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i gather = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
+    for (t = 0; t + 8 <= k; t += 8) {
+        __m256 v = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(row + t), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));
+        const __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_add_epi32(_mm256_cvtps_epi32(v), vo), pick), gather);
+        _mm_storel_epi64((__m128i *)(dst + t), _mm256_castsi256_si128(b));
+    }
+    for (; t < k; t++) {
+        float v = rintf(row[t] / s);
+        v = v > 127 ? 127 : v < -127 ? -127 : v;
+        dst[t] = (uint8_t)((int)v + off);
+    }
+    for (t = k; t < k4_of(k); t++) dst[t] = (uint8_t)off;
+}
+#endif
+
 void pg_i8_quantize_rows(int variant, int m, int k, const float *a, int lda, void *q, int ldq, float *scales) {
     const int off = pg_i8_offset(variant), k4 = k4_of(k);
+#ifdef PG_X86
+    if (variant == PG_I8_AVX512VNNI || variant == PG_I8_AVXVNNI || variant == PG_I8_AVX2) {
+        for (int i = 0; i < m; i++) {
+            uint8_t *dst = (uint8_t *)q + (size_t)i * ldq;
+            if (variant == PG_I8_AVX512VNNI) avx512_quantize_row(k, a + (size_t)i * lda, dst, scales + i, off);
+            else avx2_quantize_row(k, a + (size_t)i * lda, dst, scales + i, off);
+        }
+        return;
+    }
+#endif
     for (int i = 0; i < m; i++) {
         const float *row = a + (size_t)i * lda;
         float amax = 0;

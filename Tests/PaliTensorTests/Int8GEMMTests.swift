@@ -5,6 +5,7 @@
 // agree bit for bit (exact integer sums, same float steps); so do the W8A32 ones (same summation order).
 import Testing
 @testable import PaliTensor
+import CKernels
 
 /// (layout, variant) pairs runnable here: each variant on the layout its fast code needs, and the
 /// portable code on every layout.
@@ -168,5 +169,33 @@ func int8ProductsAreBatchInvariant(pair: Int) {
 extension Optional where Wrapped == [Float] {
     func withOptionalPointer(_ body: (UnsafePointer<Float>?) -> Void) {
         if let self { self.withUnsafeBufferPointer { body($0.baseAddress) } } else { body(nil) }
+    }
+}
+
+// Activation quantization has SIMD code (AVX-512, AVX2) beside the scalar loop the portable variant
+// runs: the same scales and the same bytes (less the u8 offset of the VNNI variants) for every row
+// width around the vector lengths, an all-zero row, exact ±127 maxima and halves (round to even).
+@Test func int8ActivationQuantizationIsTheSameInEveryVariant() {
+    var rng = SeededRandom(seed: 211)
+    for k in Array(1...40) + [63, 64, 65, 127, 1152, 1155, 4304] {
+        let m = 4, ldq = (k + 3) / 4 * 4 + 64
+        var x = randomFloats(m * k, &rng, scale: 9)
+        for t in 0..<k { x[k + t] = 0 }                                   // row 1: all zero
+        for t in 0..<k { x[2 * k + t] = Float(t % 255 - 127) / 2 }        // row 2: halves, maximum 63.5
+        x[3 * k] = -127; if k > 1 { x[3 * k + 1] = 127 }                  // row 3: maximum 127, scale 1
+        func quantize(_ v: Int8Variant) -> ([UInt8], [Float]) {
+            var q = [UInt8](repeating: 0xEE, count: m * ldq), s = [Float](repeating: .nan, count: m)
+            pg_i8_quantize_rows(v.rawValue, Int32(m), Int32(k), x, Int32(k), &q, Int32(ldq), &s)
+            return (q, s)
+        }
+        let (q0, s0) = quantize(.portable)
+        for v in Int8Variant.allCases where v.isAvailable && v != .portable {
+            let (q, s) = quantize(v)
+            let off = UInt8(truncatingIfNeeded: pg_i8_offset(v.rawValue))
+            #expect(s.map(\.bitPattern) == s0.map(\.bitPattern), "\(v) k \(k): scales")
+            var same = true
+            for i in 0..<m { for t in 0..<((k + 3) / 4 * 4) where q[i * ldq + t] != q0[i * ldq + t] &+ off { same = false } }
+            #expect(same, "\(v) k \(k): quantized bytes differ from the portable code's")
+        }
     }
 }
