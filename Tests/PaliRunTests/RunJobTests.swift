@@ -133,6 +133,20 @@ final class Job {
         let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         return text.split(separator: "\n").compactMap { Int32($0) }
     }
+
+    /// Waits (up to 60 s) until mpirun has started `count` ranks and the coordinator is at work (`runJSON`
+    /// exists), then one more second; returns the ranks' pids (fewer when the wait ran out).
+    func ranksAtWork(count: Int, runJSON: URL) -> [Int32] {
+        var found: [Int32] = []
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && process.isRunning {
+            found = ranks
+            if found.count == count && FileManager.default.fileExists(atPath: runJSON.path) { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        Thread.sleep(forTimeInterval: 1)
+        return found
+    }
 }
 
 enum RunTestError: Error { case noMPI }
@@ -537,15 +551,8 @@ struct RunJobTests {
         let job = try Job(np: 4, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
                                              "--output-dir", ws.output.path, "--max-tokens", "8", "--stages", "2",
                                              "--peer-timeout", "5"])
-        var ranks: [Int32] = []
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline && job.process.isRunning {
-            ranks = job.ranks
-            if ranks.count == 4 && FileManager.default.fileExists(atPath: ws.output.appendingPathComponent("run.json").path) { break }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
+        let ranks = job.ranksAtWork(count: 4, runJSON: ws.output.appendingPathComponent("run.json"))
         try #require(ranks.count == 4, "mpirun started \(ranks.count) ranks")
-        Thread.sleep(forTimeInterval: 1)
         let victim = ranks.sorted()[2]
         let struck = Date()
         _ = kill(victim, how == "KILL" ? SIGKILL : SIGSTOP)

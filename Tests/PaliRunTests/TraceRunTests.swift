@@ -150,15 +150,8 @@ struct TraceRunTests {
         let job = try Job(np: 4, arguments: ["--model", model("pg1-mqa").path, "--manifest", ws.manifest.path,
                                              "--output-dir", ws.output.path, "--max-tokens", "8", "--stages", "2",
                                              "--peer-timeout", "5", "--trace", trace.path])
-        var ranks: [Int32] = []
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline && job.process.isRunning {
-            ranks = job.ranks
-            if ranks.count == 4 && FileManager.default.fileExists(atPath: ws.output.appendingPathComponent("run.json").path) { break }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
+        let ranks = job.ranksAtWork(count: 4, runJSON: ws.output.appendingPathComponent("run.json"))
         try #require(ranks.count == 4, "mpirun started \(ranks.count) ranks")
-        Thread.sleep(forTimeInterval: 1)
         let victim = ranks.sorted()[2]
         _ = kill(victim, SIGSTOP)
         let outcome = job.wait(timeout: 60)
