@@ -2,6 +2,7 @@
 """Writes the committed seed corpora under Fuzz/corpus/TARGET from the test fixtures (Tests/Fixtures)
 plus a few hand-written inputs (CSV manifests, one pipeline message of each kind). Run from anywhere;
 rerun only to change the seeds. Kept small: a few KB to ~100 KB per target."""
+import base64
 import glob, io, json, os, shutil, struct, zipfile
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,14 +111,14 @@ def checksum(data):
 
 
 def message(kind, header, floats=()):
-    """Wire format version 2 (Sources/PaliPipeline/WireFormat.swift): 32-byte frame, floats, JSON header."""
+    """Wire format version 4 (Sources/PaliPipeline/WireFormat.swift): 32-byte frame, floats, JSON header."""
     data = json.dumps(header, separators=(",", ":")).encode()
     body = struct.pack(f"<{len(floats)}f", *floats) + data
-    head = struct.pack("<IBBHII", 0x4C504750, 2, kind, 0, len(floats), len(data)) + struct.pack("<Q", checksum(body))
+    head = struct.pack("<IBBHII", 0x4C504750, 4, kind, 0, len(floats), len(data)) + struct.pack("<Q", checksum(body))
     return head + struct.pack("<II", checksum(head) & 0xFFFFFFFF, 0) + body
 
 
-params = {"maxNewTokens": 32, "temperature": 0.7, "topK": 40, "topP": 0.9, "seed": 1}
+params = {"maxNewTokens": 32, "temperature": 0.7, "topK": 40, "topP": 0.9, "seed": 1, "beams": 1}
 measured = {"imageWidth": 640, "imageHeight": 480, "visionSeconds": 0.0125}
 put("wire", "job.bin", message(1, {"jobID": 7, "imagePath": "imgs/a.jpg", "promptIDs": [2, 100, 200], "parameters": params}))
 put("wire", "embeddings.bin", message(2, {"jobID": 7, "tokens": 2, "width": 3, "promptIDs": [2, 5], "parameters": params,
@@ -129,11 +130,16 @@ put("wire", "hidden.bin", message(3, {"microBatch": 1, "step": 0, "width": 2,
                                       "released": [9]}, floats=[1, 2, 3, 4, 5, 6]))
 put("wire", "tokens.bin", message(4, {"microBatch": 1, "step": 3, "updates": [{"id": 10, "token": 42, "finished": False},
                                                                              {"id": 11, "token": 1, "finished": True}]}))
-put("wire", "result.bin", message(5, {"jobID": 7, "tokenIDs": [5, 6, 1], "failure": {"kind": "image", "message": "cannot decode"},
+put("wire", "result.bin", message(5, {"jobID": 7, "tokenIDs": [5, 6, 1], "tokenLogprobs": [-0.5, -1.25, -0.0], "logprob": -1.75, "failure": {"kind": "image", "message": "cannot decode"},
                                       "measurements": measured}))
 put("wire", "stats.bin", message(6, {"sequence": 3, "isFinal": True, "values": {"tokens": 100, "prefill_ms": 3.25}}))
 put("wire", "shutdown.bin", message(7, {"code": 2, "reason": "peer lost ✗"}))
 put("wire", "heartbeat.bin", message(8, {"sequence": 5, "sentAt": 1.5e9}))
+# A trace chunk: events packed 32 bytes each (start, duration Int64; kind UInt32; a, b, c Int32), base64.
+events = struct.pack("<qqIiii", 1000, 250, 3, 1, 2, 3) + struct.pack("<qqIiii", 2000, 0, 7, -1, 0, 2**31 - 1)
+put("wire", "trace.bin", message(9, {"isFinal": False, "host": "node-ß", "clock": -0.25,
+                                     "events": base64.b64encode(events).decode()}))
+put("wire", "failure.bin", message(10, {"reason": "rank 1 (vision 0 of replica 0) on node7 has been silent for 24 s"}))
 
 for target in sorted(os.listdir(corpus)):
     files = os.listdir(os.path.join(corpus, target))

@@ -1,7 +1,7 @@
 // A pipeline message: WireFormat.decode of the bytes as they came (header, checksums, section sizes),
 // then the same bytes with their checksums ignored (re-encoded, so the fuzzer need not forge them)
 // read as the typed message of their kind, and that typed message's round trip.
-// Input layout: the wire layout (WireFormat.swift, version 2); the seeds are real encoded messages.
+// Input layout: the wire layout (WireFormat.swift, version 4); the seeds are real encoded messages.
 import PaliPipeline
 
 func roundTrip<T: PipelineMessage>(_ type: T.Type, _ message: Message) {
@@ -21,6 +21,8 @@ func readTyped(_ message: Message) {
     case .stats: roundTrip(StatsMessage.self, message)
     case .shutdown: roundTrip(ShutdownMessage.self, message)
     case .heartbeat: roundTrip(HeartbeatMessage.self, message)
+    case .trace: roundTrip(TraceMessage.self, message)
+    case .failure: roundTrip(FailureMessage.self, message)
     }
 }
 
@@ -30,7 +32,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if let message = try? WireFormat.decode(raw) {
         readTyped(message)
     }
-    // The same bytes with the checksums ignored: frame (32 bytes, wire format version 2), floats, header.
+    // The same bytes with the checksums ignored: frame (32 bytes, wire format version 4), floats, header.
     guard size >= WireFormat.frameSize, let kind = MessageKind(rawValue: data[5]) else { return 0 }
     func u32(_ offset: Int) -> Int { Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self))) }
     let floatCount = u32(8), headerCount = u32(12)
