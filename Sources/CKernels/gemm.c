@@ -465,6 +465,37 @@ void pg_gemm_packed_w(int kind, int wtype, int m, int n, int k, const float *a, 
     }
     const int mcMax = MC_MAX / mr * mr;
     const int kcMax = k < KC_MAX ? k : KC_MAX;
+    if (m <= mr) {
+        // Few rows (decode): one row panel, so no B micro-panel is reused across row panels. Pack A for
+        // every K block at once and walk each output panel's K blocks back to back: the weights stream
+        // in address order (panel after panel) instead of jumping 2·K·NR bytes between K blocks, and the
+        // prefetch run past a K block's end lands on data used next. Each element's sums and their
+        // order ((s₀ + s₁) + s₂ …) + bias are those of the loop below.
+        const int k_pad = (k + KC_MAX - 1) / KC_MAX * KC_MAX;
+        float *abuf = a_buffer((size_t)mr * k_pad);
+        if (!abuf) abort();
+        for (int pc = 0; pc < k; pc += KC_MAX) {
+            const int kc = k - pc < KC_MAX ? k - pc : KC_MAX;
+            float *dst = abuf + (size_t)pc * mr;
+            for (int i = 0; i < m; i++) {
+                const float *src = a + (size_t)i * lda + pc;
+                for (int p = 0; p < kc; p++) dst[p * mr + i] = src[p];
+            }
+        }
+        const kern_fn kern = bf ? im->kb[m] : im->k[m];
+        for (int jp = panel_lo; jp < panel_hi; jp++) {
+            const int j0 = jp * nr, cols = n - j0 < nr ? n - j0 : nr;
+            const float *bb = bias ? bias + j0 : NULL;
+            for (int pc = 0; pc < k; pc += KC_MAX) {
+                const int kc = k - pc < KC_MAX ? k - pc : KC_MAX;
+                const int flags = (pc > 0 ? F_ACCUM : 0) | (pc + kc >= k && bias ? F_BIAS : 0);
+                const size_t off = ((size_t)jp * k + pc) * nr;
+                const void *bp = bf ? (const void *)((const uint16_t *)packed + off) : (const void *)((const float *)packed + off);
+                kern(kc, abuf + (size_t)pc * mr, bp, c + j0, ldc, cols, flags, bb);
+            }
+        }
+        return;
+    }
     float *abuf = a_buffer((size_t)mcMax * kcMax);
     if (!abuf) abort();
     for (int ic = 0; ic < m; ic += mcMax) {

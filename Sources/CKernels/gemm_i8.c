@@ -23,9 +23,12 @@
 #define PG_X86 1
 #endif
 
-// Groups of 4 k steps to prefetch ahead in the B panel for few-row calls (decode streams the weights).
+// Groups of 4 k steps to prefetch ahead in the B panel for few-row calls (decode streams the weights):
+// 32 groups = 4 KB ahead for the AVX512-VNNI tile (2 KB for the 16-column ones). One thread, M = 1,
+// 16384 × 2048 cold (an 800 MB rotation of copies, larger than L3), Xeon family 6 model 207, load 3–4:
+// 8 ahead streamed 12.5–12.6 GB/s, 16–128 ahead 13.1–14.1, a plain read 14.0–14.6 GB/s.
 #ifndef I8_PREFETCH
-#define I8_PREFETCH 8
+#define I8_PREFETCH 32
 #endif
 
 static inline int k4_of(int k) { return (k + 3) & ~3; }
