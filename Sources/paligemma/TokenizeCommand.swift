@@ -1,6 +1,7 @@
 // `paligemma tokenize`: encode text with a tokenizer.model, print {"ids", "text"} as JSON.
 import ArgumentParser
 import Foundation
+import PaliJSON
 import PaliTokenizer
 
 struct TokenizeCommand: ParsableCommand {
@@ -108,25 +109,7 @@ struct JSONLineWriter {
         if buffer.count >= 1 << 16 { flush() }
     }
 
-    private mutating func writeDecimal(_ value: Int) {
-        if value < 0 { buffer.append(UInt8(ascii: "-")) }
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var count = 0
-        var rest = value.magnitude
-        withUnsafeMutableBytes(of: &digits) { d in
-            repeat {
-                d[count] = UInt8(ascii: "0") + UInt8(rest % 10)
-                rest /= 10
-                count += 1
-            } while rest > 0
-            while count > 0 {
-                count -= 1
-                buffer.append(d[count])
-            }
-        }
-    }
+    private mutating func writeDecimal(_ value: Int) { appendDecimal(Int64(value), to: &buffer) }
 
     mutating func flush() {
         guard !buffer.isEmpty else { return }
