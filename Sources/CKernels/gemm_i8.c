@@ -221,6 +221,50 @@ static inline float w8a8_value(int32_t isum, float sa, float sw) {
     return v;
 }
 
+#ifdef PG_X86
+__attribute__((target("avx512f"))) static void avx512_finish_row(int n, const int32_t *s, int offset,
+                                                               const int32_t *sums, const float *wscale, float sa,
+                                                               const float *bias, float *c) {
+    const __m512 va = _mm512_set1_ps(sa);
+    const __m512i off = _mm512_set1_epi32(offset);
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m512i acc = _mm512_sub_epi32(_mm512_loadu_si512((const void *)(s + j)),
+                                             _mm512_mullo_epi32(_mm512_loadu_si512((const void *)(sums + j)), off));
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(va, _mm512_loadu_ps(wscale + j)));
+        if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + j));
+        _mm512_storeu_ps(c + j, v);
+    }
+    for (; j < n; j++) {
+        float v = w8a8_value((int32_t)((uint32_t)s[j] - (uint32_t)sums[j] * (uint32_t)offset), sa, wscale[j]);
+        if (bias) v = v + bias[j];
+        c[j] = v;
+    }
+}
+#endif
+
+void pg_i8_finish(int m, int n, int32_t *s, int offset, const int32_t *sums, const float *wscale,
+                  const float *ascale, const float *bias, float *c) {
+#ifdef PG_X86
+    const int wide = pg_i8_variant_available(PG_I8_AVX512VNNI);
+#endif
+    for (int i = 0; i < m; i++) {
+        int32_t *si = s + (size_t)i * n;
+        float *ci = c + (size_t)i * n;
+#ifdef PG_X86
+        if (wide) {
+            avx512_finish_row(n, si, offset, sums, wscale, ascale[i], bias, ci);
+            continue;
+        }
+#endif
+        for (int j = 0; j < n; j++) {
+            float v = w8a8_value((int32_t)((uint32_t)si[j] - (uint32_t)sums[j] * (uint32_t)offset), ascale[i], wscale[j]);
+            if (bias) v = v + bias[j];
+            ci[j] = v;
+        }
+    }
+}
+
 // MARK: Portable W8A8 and W8A32 (any NR)
 
 static void port_i8_tile(int r, int nr, int g4, const int8_t *a, int ldq, const char *panel, const float *sa,
@@ -463,7 +507,7 @@ static void cpuid_i8(unsigned leaf, unsigned sub, unsigned r[4]) {
 }
 #endif
 
-int pg_i8_variant_available(int variant) {
+static int variant_available(int variant) {
     if (variant == PG_I8_PORTABLE) return 1;
 #ifdef PG_X86
     unsigned r[4];
@@ -490,6 +534,14 @@ int pg_i8_variant_available(int variant) {
 }
 
 int pg_i8_variant_nr(int variant) { return variant == PG_I8_AVX512VNNI ? 32 : 16; }
+
+// Asked once per variant: cpuid traps to the hypervisor in a virtual machine, and every int8 product asks.
+int pg_i8_variant_available(int variant) {
+    static int known[4] = {-1, -1, -1, -1};
+    if (variant < 0 || variant > 3) return 0;
+    if (known[variant] < 0) known[variant] = variant_available(variant);
+    return known[variant];
+}
 
 int pg_i8_best_variant(int kind) {
     const int nr = pg_gemm_nr(kind);

@@ -199,3 +199,65 @@ extension Optional where Wrapped == [Float] {
         }
     }
 }
+
+/// Int8 weights for oneDNN's int8 matmul, where this machine has it (libdnnl.so.2 running VNNI or AMX).
+private let oneDNNInt8Here = GEMMKernel.onednn.isAvailable && GEMMKernel.onednn.supports(.int8)
+
+/// Int8 rows already quantized, as a `paligemma quantize`d checkpoint gives them.
+private struct Int8Rows: MatrixRows {
+    let values: [Int8]
+    let rowCount: Int, columnCount: Int
+    var element: SourceElement { .int8 }
+    func withRows(_ rows: Range<Int>, _ body: (UnsafeRawPointer) throws -> Void) throws {
+        try values.withUnsafeBytes { try body($0.baseAddress! + rows.lowerBound * columnCount) }
+    }
+}
+
+// oneDNN's int8 matmul returns exact integer sums and our epilogue scales them: the same bits as our
+// portable int8 code on every edge shape (so batch invariant too), from the same quantization (F32 rows
+// and pre-quantized rows alike), with the rows read back as stored.
+@Test(.enabled(if: oneDNNInt8Here, "oneDNN's int8 matmul with VNNI or AMX is not available here"))
+func oneDNNInt8EqualsOurKernelsBitForBit() throws {
+    for (m, n, k) in int8Shapes + [(64, 130, 1152), (256, 40, 4304)] {
+        var rng = SeededRandom(seed: UInt64(m * 7919 + n * 31 + k + 5))
+        let x = randomFloats(m * k, &rng, scale: 4), w = randomFloats(n * k, &rng), b = randomFloats(n, &rng)
+        let ours = PackedWeight(Tensor(shape: [n, k], values: w), precision: .int8, kernel: .portable)
+        let theirs = PackedWeight(Tensor(shape: [n, k], values: w), precision: .int8, kernel: .onednn)
+        #expect(theirs.kernel == .onednn && theirs.byteCount >= n * k)
+        // A quantized checkpoint's rows (ours, read back) give the same weight.
+        let rows = (0..<n).map { ours.int8Row($0) }
+        let prequantized = try PackedWeight(stacking: [QuantizedRows(values: Int8Rows(values: rows.flatMap(\.values), rowCount: n, columnCount: k),
+                                                                     scales: rows.map(\.scale))],
+                                            precision: .int8, kernel: .onednn)
+        for j in [0, n / 2, n - 1] {
+            let got = theirs.int8Row(j)
+            #expect(got.values == rows[j].values && got.scale.bitPattern == rows[j].scale.bitPattern && got.sum == rows[j].sum,
+                    "[\(n), \(k)] row \(j)")
+            var a = [Float](repeating: 0, count: k), c = [Float](repeating: 0, count: k)
+            ours.row(j, scaledBy: 3, into: &a)
+            theirs.row(j, scaledBy: 3, into: &c)
+            #expect(a.map(\.bitPattern) == c.map(\.bitPattern))
+        }
+        for bias in [nil, b] {
+            var want = [Float](repeating: .nan, count: m * n), got = want, got2 = want
+            bias.withOptionalPointer { bp in
+                Linear.int8Forward(x, rows: m, inFeatures: k, weight: ours, bias: bp, into: &want, variant: .portable)
+                Linear.forward(x, rows: m, inFeatures: k, weight: theirs, bias: bp, into: &got)
+                Linear.forward(x, rows: m, inFeatures: k, weight: prequantized, bias: bp, into: &got2)
+            }
+            #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "m \(m) n \(n) k \(k) bias \(bias != nil)")
+            #expect(got2.map(\.bitPattern) == want.map(\.bitPattern), "pre-quantized: m \(m) n \(n) k \(k)")
+            // One row at a time: the batch's bits.
+            for i in Set([0, m - 1]) {
+                var one = [Float](repeating: .nan, count: n)
+                Array(x[(i * k)..<(i * k + k)]).withUnsafeBufferPointer { row in
+                    bias.withOptionalPointer { bp in
+                        Linear.forward(row.baseAddress!, rows: 1, inFeatures: k, weight: theirs, bias: bp, into: &one)
+                    }
+                }
+                #expect(one.map(\.bitPattern) == got[(i * n)..<(i * n + n)].map(\.bitPattern), "row \(i) alone, m \(m) n \(n) k \(k)")
+            }
+        }
+    }
+    #expect(GEMMKernel.onednn.isBatchInvariant(for: .int8) && !GEMMKernel.onednn.isBatchInvariant(for: .f32))
+}

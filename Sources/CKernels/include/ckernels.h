@@ -101,6 +101,11 @@ void pg_gemm_i8(int variant, int nr, int m, int n, int k, const void *qa, int ld
                 const void *packed, const float *bias, float *c, int ldc, int panel_lo, int panel_hi);
 /// W8A32: C[M, N] = (Σ_k a·qw) · scale_w (+ bias), F32 activations; per (column, k mod 4) FMA chains in k
 /// order, added as (s0 + s1) + (s2 + s3): every variant gives the same bits.
+/// The W8A8 epilogue on exact int32 sums S [M, N] (row stride N) of u8/s8 activations (q + offset) and int8
+/// weights: C = (float)(S − offset·sums_n) · (ascale_i · wscale_n) (+ bias_n), the very float steps of
+/// `pg_gemm_i8`. C may be S itself (in place).
+void pg_i8_finish(int m, int n, int *s, int offset, const int *sums, const float *wscale, const float *ascale,
+                  const float *bias, float *c);
 void pg_gemm_i8f(int variant, int nr, int m, int n, int k, const float *a, int lda, const void *packed,
                  const float *bias, float *c, int ldc, int panel_lo, int panel_hi);
 
@@ -118,6 +123,22 @@ void pg_onednn_weight_destroy(pg_onednn_weight *w);
 int pg_onednn_weight_unpack(const pg_onednn_weight *w, float *rows);
 /// C[M, N] = A[M, K] · W (+ bias[N]) on `threads` OpenMP threads (rows dense: lda = K, ldc = N); 0 on failure.
 int pg_onednn_matmul(pg_onednn_weight *w, int m, const float *a, const float *bias, float *c, int threads);
+/// 1 where oneDNN multiplies int8 with VNNI or AMX instructions (exact int32 sums), else 0.
+int pg_onednn_i8_available(void);
+/// An int8 weight from N rows of K int8 values (row n at rows + n·ld), with each row's F32 scale and Σ q
+/// (kept for `pg_onednn_i8_finish`); activations will be u8 (q + 128) when `u8`, else s8. NULL on failure.
+pg_onednn_weight *pg_onednn_i8_weight_create(int n, int k, const void *rows, size_t ld, const float *scales,
+                                             const int *sums, int u8);
+/// The shape of an int8 weight (N, K).
+int pg_onednn_i8_weight_n(const pg_onednn_weight *w);
+int pg_onednn_i8_weight_k(const pg_onednn_weight *w);
+/// The int8 rows [N, K] (contiguous), scales and sums back (tests and tools).
+int pg_onednn_i8_weight_unpack(const pg_onednn_weight *w, signed char *rows, float *scales, int *sums);
+/// S [M, N] = exact int32 Σ_k qa·q over quantized activation rows qa (ldq bytes apart). 0 on failure.
+int pg_onednn_i8_matmul(pg_onednn_weight *w, int m, const void *qa, int ldq, int *sums, int threads);
+/// `pg_i8_finish` with the weight's offset, sums and scales, for M rows of S (in place into C allowed).
+void pg_onednn_i8_finish(const pg_onednn_weight *w, int m, int *sums, const float *ascale, const float *bias,
+                         float *c);
 
 /// The x86 ISA extensions this CPU (and OS) offers that matter to our kernels, space-separated
 /// ("avx2 fma avx512f avx512bw avx512vl avx512_vnni avx512_bf16 avx_vnni amx_bf16 amx_int8"…); "" elsewhere.

@@ -61,7 +61,7 @@ public final class GEMMChoice: @unchecked Sendable {
     /// The rows (M) each candidate is timed at.
     public static let buckets = [1, 8, 64, 256]
     /// Bump when a kernel changes enough that old measurements mislead.
-    static let kernelsVersion = 3
+    static let kernelsVersion = 4
     static let format = 1
 
     /// Rates measured for one weight shape.
@@ -75,7 +75,7 @@ public final class GEMMChoice: @unchecked Sendable {
         /// among our own if asked.
         public func choice(batchInvariant: Bool, oursOnly: Bool = false) -> GEMMKernel {
             var best: (GEMMKernel, Double)?
-            for (kernel, rates) in gflops where (!batchInvariant || kernel.isBatchInvariant) && (!oursOnly || kernel.isOurs) {
+            for (kernel, rates) in gflops where (!batchInvariant || kernel.isBatchInvariant(for: precision)) && (!oursOnly || kernel.isOurs) {
                 var total = 0.0
                 for m in GEMMChoice.buckets {
                     guard let r = rates[m], r > 0 else { total = .infinity; break }

@@ -30,8 +30,15 @@ public enum GEMMKernel: Int32, CaseIterable, Sendable, CustomStringConvertible {
     public var panelWidth: Int { Int(pg_gemm_nr(rawValue)) }
     /// Whether every output row is summed in an order fixed by K alone (batched = one by one, bit for bit).
     public var isBatchInvariant: Bool { self != .openblas && self != .onednn }
+    /// Whether the kernel is batch invariant for weights of `precision`: oneDNN's int8 matmul is (exact
+    /// integer sums, then our epilogue), its f32 one is not.
+    public func isBatchInvariant(for precision: WeightPrecision) -> Bool {
+        isBatchInvariant || (self == .onednn && precision == .int8)
+    }
     /// Which precisions the kernel multiplies.
-    public func supports(_ precision: WeightPrecision) -> Bool { isOurs || precision == .f32 }
+    public func supports(_ precision: WeightPrecision) -> Bool {
+        isOurs || precision == .f32 || (self == .onednn && precision == .int8 && pg_onednn_i8_available() != 0)
+    }
     /// The int8 product variant this kernel's panels run on this CPU (AVX512-VNNI on the AVX-512 layout;
     /// AVX-VNNI, else AVX2, on the AVX2 layout; portable C on the portable one).
     public var int8Variant: Int8Variant { Int8Variant(rawValue: pg_i8_best_variant(rawValue)) ?? .portable }
@@ -209,11 +216,11 @@ public final class PackedWeight: @unchecked Sendable {
         precondition(kernel.isAvailable, "GEMM kernel \(kernel) is not available on this CPU")
         precondition(kernel.supports(precision), "GEMM kernel \(kernel) does not multiply \(precision) weights")
         precondition(n > 0 && k >= 0 && n < Int(Int32.max) && k < Int(Int32.max), "PackedWeight: bad shape [\(n), \(k)]")
-        if parts.contains(where: { $0.element == .int8 }) && (precision != .int8 || kernel == .onednn) {
-            throw GEMMError("int8-quantized rows pack only into int8 panels of our kernels (got \(precision), \(kernel)): load the quantized checkpoint with --weights int8 or auto")
+        if parts.contains(where: { $0.element == .int8 }) && precision != .int8 {
+            throw GEMMError("int8-quantized rows pack only into int8 weights (got \(precision)): load the quantized checkpoint with --weights int8 or auto")
         }
         (outFeatures, inFeatures, self.kernel, self.precision) = (n, k, kernel, precision)
-        if kernel == .onednn {
+        if kernel == .onednn && precision != .int8 {
             // oneDNN reorders the whole matrix at once: gather it as F32 rows first (one matrix of extra memory, briefly).
             let rows = Tensor(zeros: [n, max(k, 1)])
             var row0 = 0
@@ -238,9 +245,10 @@ public final class PackedWeight: @unchecked Sendable {
             (storage, byteCount) = (UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64), pg_onednn_weight_bytes(handle))
             return
         }
-        onednn = nil
-        (storage, byteCount) = Self.allocate(n: n, k: k, kernel: kernel, precision: precision)
-        let dst = storage, nr = kernel.panelWidth
+        // Int8 for oneDNN: quantized here into rows of one column's panel ([scale][Σq][K4 values], the
+        // same quantization as our panels), then reordered into oneDNN's layout.
+        let (dst, dstBytes) = Self.allocate(n: n, k: k, kernel: kernel, precision: precision)
+        let nr = kernel.panelWidth
         var row0 = 0
         for part in parts {
             let rowBytes = max(1, k * part.element.byteSize)
@@ -274,6 +282,23 @@ public final class PackedWeight: @unchecked Sendable {
             row0 += part.rowCount
         }
         pg_gemm_pack_pad(kernel.rawValue, precision.code, Int32(n), Int32(k), dst)
+        guard kernel == .onednn else {
+            (storage, byteCount, onednn) = (dst, dstBytes, nil)
+            return
+        }
+        defer { dst.deallocate() }
+        let stride = 8 + (k + 3) / 4 * 4
+        var scales = [Float](repeating: 0, count: n), sums = [Int32](repeating: 0, count: n)
+        for j in 0..<n {
+            scales[j] = dst.load(fromByteOffset: j * stride, as: Float.self)
+            sums[j] = dst.load(fromByteOffset: j * stride + 4, as: Int32.self)
+        }
+        let u8: Int32 = Int8Variant.onednnActivations.offset == 128 ? 1 : 0
+        guard let handle = pg_onednn_i8_weight_create(Int32(n), Int32(k), dst + 8, stride, scales, sums, u8) else {
+            throw GEMMError("oneDNN could not take an int8 weight [\(n), \(k)]; use --gemm with another kernel")
+        }
+        onednn = handle
+        (storage, byteCount) = (UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64), pg_onednn_weight_bytes(handle))
     }
 
     /// Uninitialised panel memory (every byte is written by packing): 64-byte aligned, 2 MiB aligned
@@ -297,6 +322,11 @@ public final class PackedWeight: @unchecked Sendable {
     /// (A oneDNN weight reorders the whole matrix back for it: tests and tools only.)
     public func row(_ j: Int, scaledBy scale: Float = 1, into dst: UnsafeMutablePointer<Float>) {
         precondition(j >= 0 && j < outFeatures, "row \(j) outside 0..<\(outFeatures)")
+        if let onednn, precision == .int8 {
+            let r = int8Row(j)
+            for q in 0..<inFeatures { dst[q] = Float(r.values[q]) * r.scale * scale }   // as pg_i8_row
+            return
+        }
         if let onednn {
             let all = Tensor(zeros: [outFeatures, max(inFeatures, 1)])
             precondition(pg_onednn_weight_unpack(onednn, all.data) != 0, "oneDNN could not reorder a weight back")
@@ -310,6 +340,13 @@ public final class PackedWeight: @unchecked Sendable {
     /// The unpacked matrix [N, K] (a copy; for tests and tools).
     public func unpacked() -> Tensor {
         let t = Tensor(zeros: [outFeatures, inFeatures])
+        if let onednn, inFeatures > 0, precision == .int8 {
+            let all = oneDNNInt8Rows(onednn)
+            for j in 0..<outFeatures {
+                for q in 0..<inFeatures { t.data[j * inFeatures + q] = Float(all.values[j * inFeatures + q]) * all.scales[j] }
+            }
+            return t
+        }
         if let onednn, inFeatures > 0 {
             precondition(pg_onednn_weight_unpack(onednn, t.data) != 0, "oneDNN could not reorder a weight back")
             return t
@@ -326,7 +363,7 @@ extension Linear {
         precondition(k == w.inFeatures, "Linear: input width \(k) vs packed weight [\(w.outFeatures), \(w.inFeatures)]")
         guard m > 0 else { return }
         if w.kernel == .openblas { return blasForward(x, rows: m, inFeatures: k, weight: w, bias: bias, into: y) }
-        if let handle = w.onednn {
+        if let handle = w.onednn, w.precision != .int8 {
             precondition(pg_onednn_matmul(handle, Int32(m), x, bias, y, Int32(Parallel.threads)) != 0,
                          "oneDNN matmul failed for [\(m), \(k)] · [\(w.outFeatures), \(k)]ᵀ")
             return
@@ -355,6 +392,7 @@ extension Linear {
         precondition(w.precision == .int8, "Linear.int8Forward: weight is \(w.precision)")
         precondition(k == w.inFeatures, "Linear: input width \(k) vs packed weight [\(w.outFeatures), \(w.inFeatures)]")
         guard m > 0 else { return }
+        if let handle = w.onednn { return oneDNNInt8Forward(x, rows: m, inFeatures: k, weight: w, handle: handle, bias: bias, into: y) }
         let v = variant ?? w.kernel.int8Variant
         precondition(v.isAvailable, "int8 variant \(v) is not available on this CPU")
         precondition(v == .portable || v.panelWidth == w.kernel.panelWidth,
@@ -380,6 +418,28 @@ extension Linear {
                 pg_gemm_i8(v.rawValue, nr, Int32(m), Int32(n), Int32(k), q, Int32(ldq), scales, packed, bias, y,
                            Int32(n), Int32(r.lowerBound), Int32(r.upperBound))
             }
+        }
+    }
+
+    /// W8A8 through oneDNN: rows quantized as for our VNNI kernels, oneDNN's exact int32 sums written into
+    /// y, then our epilogue in place: the same bits as `int8Forward` on our panels.
+    static func oneDNNInt8Forward(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight w: PackedWeight,
+                                  handle: OpaquePointer, bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+        let v = Int8Variant.onednnActivations, n = w.outFeatures
+        let ldq = (k + 3) / 4 * 4   // dense rows (K a multiple of 4): oneDNN's fast kernels take no other stride
+        let q = UnsafeMutableRawPointer.allocate(byteCount: max(1, m * ldq), alignment: 64)
+        let scales = UnsafeMutablePointer<Float>.allocate(capacity: m)
+        defer { q.deallocate(); scales.deallocate() }
+        Parallel.forEachChunk(m, grain: max(1, (1 << 16) / max(k, 1))) { r in
+            pg_i8_quantize_rows(v.rawValue, Int32(r.count), Int32(k), x + r.lowerBound * k, Int32(k),
+                                q + r.lowerBound * ldq, Int32(ldq), scales + r.lowerBound)
+        }
+        let sums = UnsafeMutableRawPointer(y).assumingMemoryBound(to: Int32.self)
+        precondition(pg_onednn_i8_matmul(handle, Int32(m), q, Int32(ldq), sums, Int32(Parallel.threads)) != 0,
+                     "oneDNN int8 matmul failed for [\(m), \(k)] · [\(n), \(k)]ᵀ")
+        Parallel.forEachChunk(m, grain: max(1, (1 << 16) / max(n, 1))) { r in
+            pg_onednn_i8_finish(handle, Int32(r.count), sums + r.lowerBound * n, scales + r.lowerBound, bias,
+                                y + r.lowerBound * n)
         }
     }
 
@@ -472,6 +532,12 @@ public enum Int8Activations: String, Sendable {
 public enum Int8Variant: Int32, CaseIterable, Sendable, CustomStringConvertible {
     case portable = 0, avx2 = 1, avxVNNI = 2, avx512VNNI = 3
     public var isAvailable: Bool { pg_i8_variant_available(rawValue) != 0 }
+    /// The quantization of activation rows for oneDNN's int8 matmul: a VNNI variant's (u8 = q + 128) where
+    /// this CPU has one, else the portable one (s8).
+    public static let onednnActivations: Int8Variant =
+        [.avx512VNNI, .avxVNNI].first(where: \.isAvailable) ?? .portable
+    /// 128 when the variant's quantized activations are u8 (q + 128), 0 when int8.
+    public var offset: Int { Int(pg_i8_offset(rawValue)) }
     /// Panel width its fast code needs (the portable one takes any).
     public var panelWidth: Int { Int(pg_i8_variant_nr(rawValue)) }
     public var description: String {
@@ -490,11 +556,27 @@ extension PackedWeight {
         precondition(precision == .int8 && j >= 0 && j < outFeatures, "int8Row(\(j)) of a \(precision) weight [\(outFeatures), \(inFeatures)]")
         var scale: Float = 0, sum: Int32 = 0
         var values = [Int8](repeating: 0, count: inFeatures)
+        if let onednn {
+            let all = oneDNNInt8Rows(onednn)
+            return (all.scales[j], Array(all.values[j * inFeatures..<(j + 1) * inFeatures]), all.sums[j])
+        }
         values.withUnsafeMutableBufferPointer { q in
             pg_i8_column(Int32(kernel.panelWidth), Int32(inFeatures), storage, Int32(j), &scale, q.baseAddress, &sum)
         }
         return (scale, values, sum)
     }
+}
+
+/// An int8 oneDNN weight's rows [N, K], scales and sums, reordered back (tests and tools).
+func oneDNNInt8Rows(_ handle: OpaquePointer) -> (values: [Int8], scales: [Float], sums: [Int32]) {
+    let n = Int(pg_onednn_i8_weight_n(handle)), k = Int(pg_onednn_i8_weight_k(handle))
+    var values = [Int8](repeating: 0, count: n * k), scales = [Float](repeating: 0, count: n)
+    var sums = [Int32](repeating: 0, count: n)
+    let ok = values.withUnsafeMutableBufferPointer { v in
+        pg_onednn_i8_weight_unpack(handle, v.baseAddress, &scales, &sums)
+    }
+    precondition(ok != 0, "oneDNN could not reorder an int8 weight back")
+    return (values, scales, sums)
 }
 
 extension Reference {

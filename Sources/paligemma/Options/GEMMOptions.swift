@@ -6,7 +6,7 @@ import PaliTensor
 /// `--gemm` and `--batch-invariant`: which matrix-product kernels the model's matrices use.
 struct GEMMOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
-        "Matrix-product kernel: auto (each matrix shape's fastest, timed once on this CPU and cached), or one of avx512, avx2, portable (ours), openblas, onednn (these two: f32 matrices only; oneDNN where libdnnl.so.2 is installed).",
+        "Matrix-product kernel: auto (each matrix shape's fastest, timed once on this CPU and cached), or one of avx512, avx2, portable (ours), openblas (f32 matrices only), onednn (f32 matrices, and int8 where oneDNN multiplies them with VNNI or AMX; where libdnnl.so.2 is installed).",
         valueName: "auto|NAME"))
     var gemm: String = "auto"
 
