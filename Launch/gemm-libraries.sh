@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 THREADS="${1:-$(nproc)}"
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
-gcc -O3 -mavx2 -mfma -mf16c -fopenmp -ISources/CKernels/include Launch/gemm_libraries.c Sources/CKernels/gemm.c Sources/CKernels/onednn.c \
+gcc -O3 -mavx2 -mfma -mf16c -fopenmp -ISources/CKernels/include Launch/gemm_libraries.c Sources/CKernels/gemm.c Sources/CKernels/gemm_i8.c Sources/CKernels/onednn.c \
     -lopenblas -ldnnl -o "$OUT/gemm-libraries"
 grep -m1 "model name" /proc/cpuinfo >&2 || true
 OMP_NUM_THREADS="$THREADS" "$OUT/gemm-libraries" "$THREADS" ${2:+"$2"}
