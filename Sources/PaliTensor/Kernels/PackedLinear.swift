@@ -407,18 +407,27 @@ extension Linear {
             }
         case .int8:
             let ldq = (k + 3) / 4 * 4 + 64   // rows 64 bytes apart beyond K4: no two rows share a line at the end
-            let q = UnsafeMutableRawPointer.allocate(byteCount: max(1, m * ldq), alignment: 64)
-            let scales = UnsafeMutablePointer<Float>.allocate(capacity: m)
-            defer { q.deallocate(); scales.deallocate() }
-            Parallel.forEachChunk(m, grain: max(1, (1 << 16) / max(k, 1))) { r in
-                pg_i8_quantize_rows(v.rawValue, Int32(r.count), Int32(k), x + r.lowerBound * k, Int32(k),
-                                    q + r.lowerBound * ldq, Int32(ldq), scales + r.lowerBound)
-            }
-            Parallel.forEachChunk(w.panels, grain: grain) { r in
-                pg_gemm_i8(v.rawValue, nr, Int32(m), Int32(n), Int32(k), q, Int32(ldq), scales, packed, bias, y,
-                           Int32(n), Int32(r.lowerBound), Int32(r.upperBound))
+            withQuantizedRows(x, rows: m, inFeatures: k, variant: v, rowBytes: ldq) { q, scales in
+                Parallel.forEachChunk(w.panels, grain: grain) { r in
+                    pg_gemm_i8(v.rawValue, nr, Int32(m), Int32(n), Int32(k), q, Int32(ldq), scales, packed, bias, y,
+                               Int32(n), Int32(r.lowerBound), Int32(r.upperBound))
+                }
             }
         }
+    }
+
+    /// Each row of x quantized to int8 for `variant` (per-row scale; threads split the rows), rows `ldq`
+    /// bytes apart, handed to `body` with their scales.
+    static func withQuantizedRows(_ x: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, variant v: Int8Variant,
+                                  rowBytes ldq: Int, _ body: (UnsafeRawPointer, UnsafePointer<Float>) -> Void) {
+        let q = UnsafeMutableRawPointer.allocate(byteCount: max(1, m * ldq), alignment: 64)
+        let scales = UnsafeMutablePointer<Float>.allocate(capacity: m)
+        defer { q.deallocate(); scales.deallocate() }
+        Parallel.forEachChunk(m, grain: max(1, (1 << 16) / max(k, 1))) { r in
+            pg_i8_quantize_rows(v.rawValue, Int32(r.count), Int32(k), x + r.lowerBound * k, Int32(k),
+                                q + r.lowerBound * ldq, Int32(ldq), scales + r.lowerBound)
+        }
+        body(q, scales)
     }
 
     /// W8A8 through oneDNN: rows quantized as for our VNNI kernels, oneDNN's exact int32 sums written into
@@ -427,19 +436,14 @@ extension Linear {
                                   handle: OpaquePointer, bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
         let v = Int8Variant.onednnActivations, n = w.outFeatures
         let ldq = (k + 3) / 4 * 4   // dense rows (K a multiple of 4): oneDNN's fast kernels take no other stride
-        let q = UnsafeMutableRawPointer.allocate(byteCount: max(1, m * ldq), alignment: 64)
-        let scales = UnsafeMutablePointer<Float>.allocate(capacity: m)
-        defer { q.deallocate(); scales.deallocate() }
-        Parallel.forEachChunk(m, grain: max(1, (1 << 16) / max(k, 1))) { r in
-            pg_i8_quantize_rows(v.rawValue, Int32(r.count), Int32(k), x + r.lowerBound * k, Int32(k),
-                                q + r.lowerBound * ldq, Int32(ldq), scales + r.lowerBound)
-        }
-        let sums = UnsafeMutableRawPointer(y).assumingMemoryBound(to: Int32.self)
-        precondition(pg_onednn_i8_matmul(handle, Int32(m), q, Int32(ldq), sums, Int32(Parallel.threads)) != 0,
-                     "oneDNN int8 matmul failed for [\(m), \(k)] · [\(n), \(k)]ᵀ")
-        Parallel.forEachChunk(m, grain: max(1, (1 << 16) / max(n, 1))) { r in
-            pg_onednn_i8_finish(handle, Int32(r.count), sums + r.lowerBound * n, scales + r.lowerBound, bias,
-                                y + r.lowerBound * n)
+        withQuantizedRows(x, rows: m, inFeatures: k, variant: v, rowBytes: ldq) { q, scales in
+            let sums = UnsafeMutableRawPointer(y).assumingMemoryBound(to: Int32.self)
+            precondition(pg_onednn_i8_matmul(handle, Int32(m), q, Int32(ldq), sums, Int32(Parallel.threads)) != 0,
+                         "oneDNN int8 matmul failed for [\(m), \(k)] · [\(n), \(k)]ᵀ")
+            Parallel.forEachChunk(m, grain: max(1, (1 << 16) / max(n, 1))) { r in
+                pg_onednn_i8_finish(handle, Int32(r.count), sums + r.lowerBound * n, scales + r.lowerBound, bias,
+                                    y + r.lowerBound * n)
+            }
         }
     }
 
