@@ -128,6 +128,8 @@ final class RankContext {
     /// Seconds a worker that cannot go on waits, after telling the coordinator why, for the coordinator to
     /// end the job (writing stats.json first) before it aborts the job itself.
     static let failureReportGrace = 3.0
+    /// Seconds a worker stuck inside an MPI call waits before it aborts the job itself (see `reportFailure`).
+    static let stuckAbortDelay = 5.0
 
     /// A worker that cannot go on (`error`) tells the coordinator why (`FailureMessage`), so that rank 0
     /// writes the reason into stats.json and ends the job itself, then waits up to `failureReportGrace`
@@ -138,7 +140,15 @@ final class RankContext {
         guard rank != 0 else { return }
         switch error {
         case RunError.silentPeer(0, _, _): return            // the coordinator is the one lost
-        case RunError.stuckInMPI, TransportError.aborted: return   // sending would be stuck too; the job is ending
+        case TransportError.aborted: return                  // the job is already ending
+        case RunError.stuckInMPI:
+            // Sending would be stuck too. A host that died stalls the coordinator's calls as well (or makes
+            // mpirun end the job with SIGTERM): give it the head start to write stats.json before this rank
+            // aborts the job — an abort from here first would end rank 0 before it writes (seen in the
+            // multi-host test's host-kill fault, as a race between the ranks' 3 s stuck-call detectors).
+            let deadline = MonotonicClock.now() + Self.stuckAbortDelay
+            while MonotonicClock.now() < deadline { usleep(50_000) }
+            return
         default: break
         }
         do {
