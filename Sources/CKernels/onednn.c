@@ -293,9 +293,6 @@ static int unpack(const pg_onednn_weight *w, void *rows, size_t ld) {
 
 int pg_onednn_weight_unpack(const pg_onednn_weight *w, float *rows) { return !w->i8 && unpack(w, rows, (size_t)w->k); }
 
-int pg_onednn_i8_weight_n(const pg_onednn_weight *w) { return w->n; }
-int pg_onednn_i8_weight_k(const pg_onednn_weight *w) { return w->k; }
-
 int pg_onednn_i8_weight_unpack(const pg_onednn_weight *w, signed char *rows, float *scales, int32_t *sums) {
     if (!w->i8 || !unpack(w, rows, (size_t)w->k)) return 0;
     memcpy(scales, w->scales, sizeof(float) * (size_t)w->n);
@@ -384,8 +381,6 @@ size_t pg_onednn_weight_bytes(const pg_onednn_weight *w) { (void)w; return 0; }
 void pg_onednn_weight_destroy(pg_onednn_weight *w) { (void)w; }
 int pg_onednn_weight_unpack(const pg_onednn_weight *w, float *rows) { (void)w; (void)rows; return 0; }
 int pg_onednn_i8_available(void) { return 0; }
-int pg_onednn_i8_weight_n(const pg_onednn_weight *w) { (void)w; return 0; }
-int pg_onednn_i8_weight_k(const pg_onednn_weight *w) { (void)w; return 0; }
 pg_onednn_weight *pg_onednn_i8_weight_create(int n, int k, const void *rows, size_t ld, const float *scales,
                                              const int32_t *sums, int u8) {
     (void)n; (void)k; (void)rows; (void)ld; (void)scales; (void)sums; (void)u8;

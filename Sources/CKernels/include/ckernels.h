@@ -129,9 +129,6 @@ int pg_onednn_i8_available(void);
 /// (kept for `pg_onednn_i8_finish`); activations will be u8 (q + 128) when `u8`, else s8. NULL on failure.
 pg_onednn_weight *pg_onednn_i8_weight_create(int n, int k, const void *rows, size_t ld, const float *scales,
                                              const int *sums, int u8);
-/// The shape of an int8 weight (N, K).
-int pg_onednn_i8_weight_n(const pg_onednn_weight *w);
-int pg_onednn_i8_weight_k(const pg_onednn_weight *w);
 /// The int8 rows [N, K] (contiguous), scales and sums back (tests and tools).
 int pg_onednn_i8_weight_unpack(const pg_onednn_weight *w, signed char *rows, float *scales, int *sums);
 /// S [M, N] = exact int32 Σ_k qa·q over quantized activation rows qa (ldq bytes apart). 0 on failure.

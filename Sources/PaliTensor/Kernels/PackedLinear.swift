@@ -322,7 +322,7 @@ public final class PackedWeight: @unchecked Sendable {
     /// (A oneDNN weight reorders the whole matrix back for it: tests and tools only.)
     public func row(_ j: Int, scaledBy scale: Float = 1, into dst: UnsafeMutablePointer<Float>) {
         precondition(j >= 0 && j < outFeatures, "row \(j) outside 0..<\(outFeatures)")
-        if let onednn, precision == .int8 {
+        if onednn != nil, precision == .int8 {
             let r = int8Row(j)
             for q in 0..<inFeatures { dst[q] = Float(r.values[q]) * r.scale * scale }   // as pg_i8_row
             return
@@ -571,16 +571,17 @@ extension PackedWeight {
     }
 }
 
-/// An int8 oneDNN weight's rows [N, K], scales and sums, reordered back (tests and tools).
-func oneDNNInt8Rows(_ handle: OpaquePointer) -> (values: [Int8], scales: [Float], sums: [Int32]) {
-    let n = Int(pg_onednn_i8_weight_n(handle)), k = Int(pg_onednn_i8_weight_k(handle))
-    var values = [Int8](repeating: 0, count: n * k), scales = [Float](repeating: 0, count: n)
-    var sums = [Int32](repeating: 0, count: n)
-    let ok = values.withUnsafeMutableBufferPointer { v in
-        pg_onednn_i8_weight_unpack(handle, v.baseAddress, &scales, &sums)
+extension PackedWeight {
+    /// An int8 oneDNN weight's rows [N, K], scales and sums, reordered back (tests and tools).
+    func oneDNNInt8Rows(_ handle: OpaquePointer) -> (values: [Int8], scales: [Float], sums: [Int32]) {
+        var values = [Int8](repeating: 0, count: outFeatures * inFeatures)
+        var scales = [Float](repeating: 0, count: outFeatures), sums = [Int32](repeating: 0, count: outFeatures)
+        let ok = values.withUnsafeMutableBufferPointer { v in
+            pg_onednn_i8_weight_unpack(handle, v.baseAddress, &scales, &sums)
+        }
+        precondition(ok != 0, "oneDNN could not reorder an int8 weight back")
+        return (values, scales, sums)
     }
-    precondition(ok != 0, "oneDNN could not reorder an int8 weight back")
-    return (values, scales, sums)
 }
 
 extension Reference {
