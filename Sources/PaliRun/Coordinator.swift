@@ -58,6 +58,9 @@ final class Coordinator {
         replicaLoad = Array(repeating: 0, count: layout.replicas)
         tasks = try TaskFormatter(bundle: bundle, maskDecoder: config.maskDecoder)
         traces = config.trace.map { TraceCollector(url: $0, layout: context.layout, origin: context.started) }
+        // The thread stuck inside Open MPI (a host died mid-send) may be this coordinator's own: then only
+        // the communication thread can still say why in stats.json before mpirun kills the job.
+        context.onStuckTransport.set { [weak self] error in self?.failedWhileStuck(error) }
     }
 
     /// Sequences a replica may hold at once: its micro-batch slots, plus a little queue so a freed slot
@@ -484,9 +487,29 @@ final class Coordinator {
         return (pending.sorted(), lost.sorted())
     }
 
+    /// stats.json with outcome "failed" when the main thread is stuck inside an MPI call (called from the
+    /// communication thread, which found the transport held for over `stuckCallLimit`). The main thread is
+    /// blocked in Open MPI meanwhile, so it does not touch the counts; the shard being written is left as
+    /// a temporary file (redone on resume). Should the main thread come back, its own write replaces this one.
+    private func failedWhileStuck(_ error: Error) {
+        let error = context.named(error)
+        var extra: [(String, JSONValue)] = [("error", .string("\(error)"))]
+        let left = Self.temporaryShards(in: config.outputDirectory)
+        if !left.isEmpty { extra.append(("temporary_shards", .array(left.map { .string($0) }))) }
+        do {
+            try writeStats(outcome: "failed", extra: extra)
+        } catch let statsError {
+            context.logger.notice("cannot write stats.json: \(statsError)")
+        }
+    }
+
+    private let statsLock = NSLock()
+
     /// Writes stats.json: `outcome` is "complete", "interrupted" (with `signal`) or "failed" (with
-    /// `error`); `extra` fields follow `outcome`.
+    /// `error`); `extra` fields follow `outcome`. One writer at a time (see `failedWhileStuck`).
     private func writeStats(outcome: String, extra: [(String, JSONValue)] = []) throws {
+        statsLock.lock()
+        defer { statsLock.unlock() }
         var roles: [String: RoleStats] = [:]
         for rank in 1..<layout.worldSize {
             let values = workerStats[rank] ?? [:]

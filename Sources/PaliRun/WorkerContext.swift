@@ -23,6 +23,9 @@ final class RankContext {
     private(set) var monitor: PeerMonitor
     private var background: Thread?
     private let stopFlag = StopFlag()
+    /// Called from the communication thread when the transport is stuck (the coordinator sets it: the
+    /// thread stuck inside MPI may be its main thread, which then never reaches its own stats.json write).
+    let onStuckTransport = StuckHandler()
     private(set) var busySeconds = 0.0
     private(set) var idleSeconds = 0.0
     private var statsSequence: Int64 = 0
@@ -67,7 +70,7 @@ final class RankContext {
     /// load or forward. Start it before anything slow (reading the tokenizer, loading weights).
     func startBackground() {
         let transport = self.transport, targets = heartbeatTargets, interval = heartbeatInterval
-        let stop = stopFlag, logger = self.logger
+        let stop = stopFlag, logger = self.logger, onStuck = onStuckTransport
         let thread = Thread {
             var timer = HeartbeatTimer(interval: interval, now: MonotonicClock.now() - interval)
             while !stop.isSet {
@@ -79,6 +82,7 @@ final class RankContext {
                 } catch {
                     if stop.isSet { return }
                     logger.error("rank \(transport.rank): communication thread: \(error)")
+                    if case TransportError.stuck = error { onStuck(error) }
                     return
                 }
                 Thread.sleep(forTimeInterval: 0.001)
@@ -146,8 +150,7 @@ final class RankContext {
             // mpirun end the job with SIGTERM): give it the head start to write stats.json before this rank
             // aborts the job — an abort from here first would end rank 0 before it writes (seen in the
             // multi-host test's host-kill fault, as a race between the ranks' 3 s stuck-call detectors).
-            let deadline = MonotonicClock.now() + Self.stuckAbortDelay
-            while MonotonicClock.now() < deadline { usleep(50_000) }
+            Thread.sleep(forTimeInterval: Self.stuckAbortDelay)
             return
         default: break
         }
@@ -263,6 +266,20 @@ func unexpected(_ message: Message, from source: Int, at context: RankContext) -
 }
 
 /// A flag set once from one thread and read from another.
+/// What a rank does when its communication thread finds the transport stuck (another thread inside one
+/// MPI call for over `stuckCallLimit`): set once by the role, called from the communication thread.
+final class StuckHandler: @unchecked Sendable {
+    private let lock = NSLock()
+    private var body: ((Error) -> Void)?
+    func set(_ handler: @escaping (Error) -> Void) { lock.lock(); body = handler; lock.unlock() }
+    func callAsFunction(_ error: Error) {
+        lock.lock()
+        let handler = body
+        lock.unlock()
+        handler?(error)
+    }
+}
+
 final class StopFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
