@@ -92,8 +92,9 @@ private func measurementsAskingOnce(_ file: URL, on machine: GEMMChoice.Machine 
     for change in 0..<5 {
         var m = GEMMChoice.Machine.current
         switch change {
-        case 0: m.cpu = "AMD EPYC 9B45 (family 26 model 2 stepping 1)"
-        case 1: m.features = "avx2 fma"
+        case 0: m.cpu = m.cpu.hasPrefix("AMD EPYC 9B45") ? "Intel Xeon (family 6 model 106 stepping 6)" : "AMD EPYC 9B45 (family 26 model 2 stepping 1)"
+        // Differs from this machine's features whatever they are (an AVX2-only CPU has exactly "avx2 fma").
+        case 1: m.features = m.features == "avx2 fma" ? "avx512f avx2 fma" : "avx2 fma"
         case 2: m.openblas = "OpenBLAS 0.3.28 DYNAMIC_ARCH SkylakeX"
         case 3: m.onednn = m.onednn.isEmpty ? "oneDNN 3.5.0" : ""
         default: m.kernels += 1
