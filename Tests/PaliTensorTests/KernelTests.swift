@@ -99,7 +99,8 @@ func ropeMatchesReference(headDim: Int) {
 }
 
 // Heads split over threads (the last two cases are large enough for 2 threads) with products of
-// T > 1 through the packed GEMM: equal to the reference, and the same bits on 1 or 2 threads.
+// T > 1 through the packed GEMM: equal to the reference, and the same bits on 1 or 2 threads and
+// whatever the block of query rows (the default block is all T here; 1, 3 and 8 rows split it).
 @Test(arguments: [
     (1, 9, 4, 1, 8, false), (5, 5, 4, 2, 6, true), (7, 12, 8, 8, 16, false), (3, 20, 6, 3, 10, true),
     (40, 60, 8, 2, 48, false), (33, 70, 4, 1, 72, true),
@@ -113,19 +114,20 @@ func attentionMatchesReference(c: (Int, Int, Int, Int, Int, Bool)) {
     let mask = AttentionMask.prefixLM(queryStart: s - t, queries: t, keys: s, prefixLength: max(1, s - t - 1),
                                       window: cap ? 4 : nil)
     let scale = 1 / Float(hd).squareRoot()
-    func run(threads: Int) -> [Float] {
+    func run(threads: Int, queryBlock: Int? = nil) -> [Float] {
         let saved = Parallel.threads
         defer { Parallel.threads = saved }
         Parallel.threads = threads
         var out = [Float](repeating: 0, count: t * h * hd)
         var scratch = [Float](repeating: 0, count: Attention.scratchCount(queries: t, keys: s, headDim: hd))
+        #expect(Attention.queryBlock(queries: t, keys: s) == t)
         q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
             mask.withUnsafeBufferPointer { mp in scratch.withUnsafeMutableBufferPointer { sp in
                 out.withUnsafeMutableBufferPointer { op in
                     Attention.forward(q: qp.baseAddress!, qStride: h * hd, k: kp.baseAddress!, v: vp.baseAddress!,
                                       kvStride: kv * hd, queries: t, keys: s, heads: heads, scale: scale,
                                       softcap: cap ? 1.5 : nil, mask: mp.baseAddress!, scratch: sp.baseAddress!,
-                                      out: op.baseAddress!, outStride: h * hd)
+                                      out: op.baseAddress!, outStride: h * hd, queryBlock: queryBlock)
                 } } } } } }
         return out
     }
@@ -134,6 +136,16 @@ func attentionMatchesReference(c: (Int, Int, Int, Int, Int, Bool)) {
                                   softcap: cap ? 1.5 : nil, mask: mask)
     #expect(maxRelativeError(out, ref) < 1e-5)
     #expect(run(threads: 1) == out)
+    for block in [1, 3, 8] { #expect(run(threads: 2, queryBlock: block) == out, "query blocks of \(block)") }
+}
+
+@Test func attentionQueryBlockKeepsScoresInL2() {
+    // 512 KB of scores a block, whole multiples of 24 rows, never fewer than 24 nor more than T.
+    #expect(Attention.queryBlock(queries: 4096, keys: 4096) == 24)
+    #expect(Attention.queryBlock(queries: 1033, keys: 1033) == 120)
+    #expect(Attention.queryBlock(queries: 265, keys: 265) == 265)
+    #expect(Attention.queryBlock(queries: 100, keys: 1 << 20) == 24)
+    #expect(Attention.queryBlock(queries: 3, keys: 1 << 20) == 3)
 }
 
 @Test func prefixLMMaskRules() {
@@ -148,6 +160,21 @@ func attentionMatchesReference(c: (Int, Int, Int, Int, Int, Bool)) {
     #expect(sliding[5 * 7 + 4] == 0)           // q − k = 1 < 2
     #expect(sliding[5 * 7 + 3] == -.infinity)  // q − k = 2, outside the window
     #expect(sliding[4 * 7 + 5] == -.infinity)  // never the future
+}
+
+@Test func softcapOfAnElementDoesNotDependOnItsPlaceInTheArray() {
+    // Attention soft-caps blocks of score rows of any length: the last < 8 elements of an array must get
+    // the vector arithmetic's bits too, and both stay within 2e-6 of cap · tanh(x / cap) in Double.
+    var rng = SeededRandom(seed: 11)
+    let xs = randomFloats(29, &rng, scale: 40)
+    var whole = xs
+    whole.withUnsafeMutableBufferPointer { VectorMath.softcap($0.baseAddress!, count: 29, cap: 30) }
+    for start in [0, 3, 21, 26] {
+        var part = Array(xs[start...])
+        part.withUnsafeMutableBufferPointer { VectorMath.softcap($0.baseAddress!, count: $0.count, cap: 30) }
+        #expect(part == Array(whole[start...]), "from element \(start)")
+    }
+    for (x, y) in zip(xs, whole) { #expect(abs(Double(y) - 30 * tanh(Double(x) / 30)) < 2e-6 * 30) }
 }
 
 @Test func vectorExpAndTanhMatchLibm() {

@@ -82,7 +82,14 @@ public enum VectorMath {
             raw.storeBytes(of: cap * tanh(v * inv), toByteOffset: i * 4, as: V.self)
             i += 8
         }
-        while i < count { x[i] = cap * tanhf(x[i] / cap); i += 1 }
+        // The last < 8 go through the same vector arithmetic (zero-padded), so an element's result does not
+        // depend on where it sits in the array: attention soft-caps blocks of score rows of any length.
+        if i < count {
+            var v = V(repeating: 0)
+            for l in 0..<(count - i) { v[l] = x[i + l] }
+            let r = cap * tanh(v * inv)
+            for l in 0..<(count - i) { x[i + l] = r[l] }
+        }
     }
 
     /// x[i] ← exp(x[i] − m); returns Σ.
