@@ -175,6 +175,39 @@ sys.exit(0 if duplicates == 0 and not missing and not different and len(got) == 
 EOF
 }
 
+# reach SRC DST: a TCP connection from host SRC to host DST's address opens within 1 s (a listener in
+# DST's namespace for the moment; the job's processes are all gone when this runs).
+reach() {
+    local ip=$net.1${2#pgt} lpid rc
+    ip netns exec "$2" timeout 3 python3 -c 'import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 7999)); s.listen(1); s.settimeout(3); s.accept()' "$ip" 2>/dev/null &
+    lpid=$!
+    sleep 0.3
+    ip netns exec "$1" python3 -c 'import socket, sys; socket.create_connection((sys.argv[1], 7999), 1)' "$ip" 2>/dev/null
+    rc=$?
+    kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null
+    return $rc
+}
+
+# links_back HOST NAME: after HOST's link is restored, waits (bounded, 20 s) until it and every other host
+# reach each other. A rerun started at once after the cut was undone once failed to start Open MPI's
+# daemons (pgt3's connect() to pgt2 timed out) and hung until the test's limit.
+links_back() {
+    local host=$1 name=$2 t=$(now) deadline=$(( $(date +%s) + 20 )) ok o
+    while :; do
+        ok=1
+        for o in "${hosts[@]}"; do
+            [ "$o" != "$host" ] || continue
+            reach "$host" "$o" && reach "$o" "$host" || { ok=0; break; }
+        done
+        [ "$ok" = 0 ] && [ "$(date +%s)" -lt "$deadline" ] || break
+        sleep 0.5
+    done
+    if [ "$ok" = 1 ]; then say "$name: $host reaches every host again after $(since "$t") s"
+    else fail "$name: $host's link did not come back within 20 s"; fi
+}
+
 # first_record LOG SECONDS: waits (bounded) until rank 0 reports a finished record (the job is mid-way;
 # the records themselves stay in the writer's buffer until their shard is complete).
 first_record() {
@@ -252,7 +285,7 @@ sys.exit(0 if stats.get("outcome") == "failed" and "pgt" in error else 1)
 EOF
     fi
     case $what in
-        cut) ip link set "veth-pgt$i" up ;;
+        cut) ip link set "veth-pgt$i" up; links_back "$host" "$name" ;;
         freeze)
             local pids=$(ip netns pids "$host")
             [ -z "$pids" ] || kill -CONT $pids 2>/dev/null
