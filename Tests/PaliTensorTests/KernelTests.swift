@@ -120,7 +120,6 @@ func attentionMatchesReference(c: (Int, Int, Int, Int, Int, Bool)) {
         Parallel.threads = threads
         var out = [Float](repeating: 0, count: t * h * hd)
         var scratch = [Float](repeating: 0, count: Attention.scratchCount(queries: t, keys: s, headDim: hd))
-        #expect(Attention.queryBlock(queries: t, keys: s) == t)
         q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
             mask.withUnsafeBufferPointer { mp in scratch.withUnsafeMutableBufferPointer { sp in
                 out.withUnsafeMutableBufferPointer { op in
@@ -131,6 +130,7 @@ func attentionMatchesReference(c: (Int, Int, Int, Int, Int, Bool)) {
                 } } } } } }
         return out
     }
+    #expect(Attention.queryBlock(queries: t, keys: s) == t)
     let out = run(threads: 2)
     let ref = Reference.attention(q: q, k: k, v: v, queries: t, keys: s, heads: heads, scale: Double(scale),
                                   softcap: cap ? 1.5 : nil, mask: mask)

@@ -73,27 +73,22 @@ public enum Attention {
             for h in headRange {
                 let g = h / group
                 let qh = q + h * hd, kg = k + g * hd, vg = v + g * hd, oh = out + h * hd
-                if t == 1 {
-                    // scores[S] = (q_h · k_gᵀ) · scale
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(s), Int32(hd), scale, kg, Int32(kvStride),
-                                qh, 1, 0, scratch, 1)
-                    if let cap = softcap { Activations.softcap(scratch, count: s, cap: cap) }
-                    if let mask { for i in 0..<s { scratch[i] += mask[i] } }
-                    Softmax.rows(scratch, rows: 1, width: s)
-                    // out_h[hd] = probs[S] · v_g[S, hd]
-                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(s), Int32(hd), 1, vg, Int32(kvStride),
-                                scratch, 1, 0, oh, 1)
-                    continue
+                if t > 1 {
+                    pg_gemm_pack_nk_strided(kind, kg, Int32(kvStride), Int32(s), Int32(hd), packedK, 0, Int32(panelsK))
+                    pg_gemm_pack_kn_strided(kind, vg, Int32(kvStride), Int32(s), Int32(hd), packedV, 0, Int32(panelsV))
                 }
-                pg_gemm_pack_nk_strided(kind, kg, Int32(kvStride), Int32(s), Int32(hd), packedK, 0, Int32(panelsK))
-                pg_gemm_pack_kn_strided(kind, vg, Int32(kvStride), Int32(s), Int32(hd), packedV, 0, Int32(panelsV))
                 var i0 = 0
                 while i0 < t {
                     let rows = min(tb, t - i0), n = rows * s
                     // scores[rows, S] = (q_h · k_gᵀ) · scale, for queries i0 ..< i0 + rows
-                    pg_gemm_packed(kind, Int32(rows), Int32(s), Int32(hd), qh + i0 * qStride, Int32(qStride), packedK,
-                                   nil, scratch, Int32(s), 0, Int32(panelsK))
-                    Elementwise.scale(scratch, by: scale, count: n)
+                    if t == 1 {
+                        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(s), Int32(hd), scale, kg, Int32(kvStride),
+                                    qh, 1, 0, scratch, 1)
+                    } else {
+                        pg_gemm_packed(kind, Int32(rows), Int32(s), Int32(hd), qh + i0 * qStride, Int32(qStride),
+                                       packedK, nil, scratch, Int32(s), 0, Int32(panelsK))
+                        Elementwise.scale(scratch, by: scale, count: n)
+                    }
                     if let cap = softcap { Activations.softcap(scratch, count: n, cap: cap) }
                     if let mask {
                         let m = mask + i0 * s
@@ -101,8 +96,13 @@ public enum Attention {
                     }
                     Softmax.rows(scratch, rows: rows, width: s)
                     // out_h[rows, hd] = probs[rows, S] · v_g[S, hd]
-                    pg_gemm_packed(kind, Int32(rows), Int32(hd), Int32(s), scratch, Int32(s), packedV, nil,
-                                   oh + i0 * outStride, Int32(outStride), 0, Int32(panelsV))
+                    if t == 1 {
+                        cblas_sgemv(CblasRowMajor, CblasTrans, Int32(s), Int32(hd), 1, vg, Int32(kvStride),
+                                    scratch, 1, 0, oh, 1)
+                    } else {
+                        pg_gemm_packed(kind, Int32(rows), Int32(hd), Int32(s), scratch, Int32(s), packedV, nil,
+                                       oh + i0 * outStride, Int32(outStride), 0, Int32(panelsV))
+                    }
                     i0 += rows
                 }
             }
