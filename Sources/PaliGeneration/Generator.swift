@@ -117,7 +117,7 @@ public final class Generator: @unchecked Sendable {
         let steps = requests.indices.map {
             SequenceStep(tokens: requests[$0].promptIDs.count, cache: caches[$0][0], prefixLength: requests[$0].promptIDs.count)
         }
-        decoder.forward(hidden, steps: steps)
+        decoder.forward(hidden, steps: steps, readRows: lastRows)
         var live = requests.indices.filter { requests[$0].maxNewTokens > 0 }
         var logits = decoder.logits(hidden, rows: lastRows)
         // First logit row of each live request (its beams' rows follow).

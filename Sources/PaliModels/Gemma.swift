@@ -134,10 +134,26 @@ public final class GemmaDecoder: @unchecked Sendable {
 
     /// Runs this decoder's layers over `hidden` [R, D] in place and appends the new keys/values to each
     /// sequence's cache (then advances `cache.length`). Rows are grouped by sequence in `steps` order.
-    public func forward(_ hidden: Tensor, steps: [SequenceStep]) {
+    ///
+    /// `readRows` (ascending row indices): the only rows of `hidden` the caller reads afterwards, as the
+    /// LM head after the model's last layer does (one row per sequence at prefill). The last layer here
+    /// then computes keys and values for every row (the cache needs them) but queries, attention,
+    /// o_proj and the MLP for these rows only; the other rows are left as that layer's input. At
+    /// prefill that skips almost all of one layer's work (1/18 of PaliGemma-3B's prefill). Each kept
+    /// row gets the same result as without `readRows` up to the attention kernel's summation order (a
+    /// lone query runs sgemv, a block of queries our GEMM kernel), and the same bits whatever else is
+    /// in the step.
+    public func forward(_ hidden: Tensor, steps: [SequenceStep], readRows: [Int]? = nil) {
         let h = hyper, d = h.width, rows = hidden.rows
         precondition(hidden.columns == d && steps.reduce(0, { $0 + $1.tokens }) == rows,
                      "hidden \(hidden.shape) does not match \(steps.map(\.tokens)) new tokens")
+        if let readRows {
+            precondition(zip(readRows, readRows.dropFirst()).allSatisfy { $0 < $1 }
+                         && readRows.allSatisfy { (0..<rows).contains($0) },
+                         "readRows \(readRows) must be ascending rows of 0..<\(rows)")
+        }
+        // Rows whose queries the last layer computes: nil for all of them.
+        let lastLayerRows = readRows.flatMap { $0.count < rows ? $0 : nil }
 
         // 1-based positions as transformers uses them (RoPE depends only on differences).
         var positions: [Int] = []
@@ -169,48 +185,87 @@ public final class GemmaDecoder: @unchecked Sendable {
 
         for (li, layer) in layers.enumerated() {
             let index = layerRange.lowerBound + li
+            // The rows this layer carries past attention: all, or in the last layer the rows read back.
+            let kept = li == layers.count - 1 ? lastLayerRows : nil
+            let n = kept?.count ?? rows
             // input_layernorm, then GemmaAttention: q/k/v projections, RoPE, the new keys and values into
             // each sequence's cache, eager attention per sequence, o_proj.
             Norms.rmsNorm(hidden.data, rows: rows, width: d, weight: layer.inputNorm.data, eps: h.eps, into: y.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.attention.q, bias: nil, into: q.data)
             Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.attention.k, bias: nil, into: k.data)
             Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.attention.v, bias: nil, into: v.data)
-            rope.apply(q.data, rows: rows, rowStride: h.queryWidth, heads: h.heads)
             rope.apply(k.data, rows: rows, rowStride: h.kvWidth, heads: h.kvHeads)
+            if let kept {
+                // The kept rows' normed inputs, packed at the top of y (ascending, so no row is overwritten
+                // before it is read), then their queries with their own positions.
+                for (i, r) in kept.enumerated() where i != r { (y.data + i * d).update(from: y.data + r * d, count: d) }
+                Linear.forward(y.data, rows: n, inFeatures: d, weight: layer.attention.q, bias: nil, into: q.data)
+                RoPETable(positions: kept.map { positions[$0] }, headDim: h.headDim, theta: h.ropeTheta)
+                    .apply(q.data, rows: n, rowStride: h.queryWidth, heads: h.heads)
+            } else {
+                Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.attention.q, bias: nil, into: q.data)
+                rope.apply(q.data, rows: rows, rowStride: h.queryWidth, heads: h.heads)
+            }
 
             let sliding = h.slidingLayers[index] && slidingMasks != nil
-            var row = 0
+            var row = 0, next = 0   // next: the first kept row (index into `kept`) not yet attended
             for (si, s) in steps.enumerated() {
                 let start = s.cache.length, keys = start + s.tokens
                 let kc = s.cache.key(layer: index), vc = s.cache.value(layer: index)
                 (kc + start * h.kvWidth).update(from: k.data + row * h.kvWidth, count: s.tokens * h.kvWidth)
                 (vc + start * h.kvWidth).update(from: v.data + row * h.kvWidth, count: s.tokens * h.kvWidth)
                 let mask = sliding ? slidingMasks![si] : masks[si]
+                // Runs of consecutive query rows of this sequence: (first local query, first q row, count).
+                var runs: [(query: Int, qRow: Int, count: Int)] = []
+                if let kept {
+                    while next < kept.count && kept[next] < row + s.tokens {
+                        var end = next + 1
+                        while end < kept.count && kept[end] == kept[end - 1] + 1 && kept[end] < row + s.tokens { end += 1 }
+                        runs.append((kept[next] - row, next, end - next))
+                        next = end
+                    }
+                } else {
+                    runs = [(0, row, s.tokens)]
+                }
                 mask.withUnsafeBufferPointer { m in
-                    Attention.forward(q: q.data + row * h.queryWidth, qStride: h.queryWidth,
-                                      k: kc, v: vc, kvStride: h.kvWidth, queries: s.tokens, keys: keys,
-                                      heads: h.attention, scale: h.attentionScale, softcap: h.attentionSoftcap,
-                                      mask: m.baseAddress!, scratch: scratch.data, scratchCount: scratch.count,
-                                      out: attn.data + row * h.queryWidth, outStride: h.queryWidth)
+                    for run in runs {
+                        Attention.forward(q: q.data + run.qRow * h.queryWidth, qStride: h.queryWidth,
+                                          k: kc, v: vc, kvStride: h.kvWidth, queries: run.count, keys: keys,
+                                          heads: h.attention, scale: h.attentionScale, softcap: h.attentionSoftcap,
+                                          mask: m.baseAddress! + run.query * keys, scratch: scratch.data,
+                                          scratchCount: scratch.count,
+                                          out: attn.data + run.qRow * h.queryWidth, outStride: h.queryWidth)
+                    }
                 }
                 row += s.tokens
             }
-            Linear.forward(attn.data, rows: rows, inFeatures: h.queryWidth, weight: layer.attention.o, bias: nil, into: y.data)
+            Linear.forward(attn.data, rows: n, inFeatures: h.queryWidth, weight: layer.attention.o, bias: nil, into: y.data)
             if let post = layer.postAttentionNorm {
-                Norms.rmsNorm(y.data, rows: rows, width: d, weight: post.data, eps: h.eps, into: y.data)
+                Norms.rmsNorm(y.data, rows: n, width: d, weight: post.data, eps: h.eps, into: y.data)
             }
-            Elementwise.add(y.data, into: hidden.data, count: rows * d)
+            // The residual stream of the carried rows: hidden itself, or the kept rows gathered.
+            let x: Tensor
+            if let kept {
+                x = Tensor(zeros: [n, d])
+                for (i, r) in kept.enumerated() { (x.data + i * d).update(from: hidden.data + r * d, count: d) }
+            } else {
+                x = hidden
+            }
+            Elementwise.add(y.data, into: x.data, count: n * d)
 
             // The pre-MLP norm, then GemmaMLP (GeGLU).
-            Norms.rmsNorm(hidden.data, rows: rows, width: d, weight: layer.preFeedforwardNorm.data, eps: h.eps, into: y.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.mlp.gate, bias: nil, into: gate.data)
-            Linear.forward(y.data, rows: rows, inFeatures: d, weight: layer.mlp.up, bias: nil, into: up.data)
-            Activations.geglu(gate: gate.data, up: up.data, count: rows * h.mlpWidth, into: gate.data)
-            Linear.forward(gate.data, rows: rows, inFeatures: h.mlpWidth, weight: layer.mlp.down, bias: nil, into: y.data)
+            Norms.rmsNorm(x.data, rows: n, width: d, weight: layer.preFeedforwardNorm.data, eps: h.eps, into: y.data)
+            Linear.forward(y.data, rows: n, inFeatures: d, weight: layer.mlp.gate, bias: nil, into: gate.data)
+            Linear.forward(y.data, rows: n, inFeatures: d, weight: layer.mlp.up, bias: nil, into: up.data)
+            Activations.geglu(gate: gate.data, up: up.data, count: n * h.mlpWidth, into: gate.data)
+            Linear.forward(gate.data, rows: n, inFeatures: h.mlpWidth, weight: layer.mlp.down, bias: nil, into: y.data)
             if let post = layer.postFeedforwardNorm {
-                Norms.rmsNorm(y.data, rows: rows, width: d, weight: post.data, eps: h.eps, into: y.data)
+                Norms.rmsNorm(y.data, rows: n, width: d, weight: post.data, eps: h.eps, into: y.data)
             }
-            Elementwise.add(y.data, into: hidden.data, count: rows * d)
+            Elementwise.add(y.data, into: x.data, count: n * d)
+            if let kept {
+                for (i, r) in kept.enumerated() { (hidden.data + r * d).update(from: x.data + i * d, count: d) }
+            }
+            withExtendedLifetime(x) {}
         }
         // The kernels above get raw pointers (`.data`), which do not keep a tensor alive: without this,
         // Swift may free `scratch` right after the last layer reads its pointer, while that layer's

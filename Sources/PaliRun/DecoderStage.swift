@@ -88,7 +88,8 @@ final class DecoderStage {
             }
             if slice.position == 0 { prefillTokens += slice.newTokens } else { decodeTokens += slice.newTokens }
         }
-        decoder.forward(hidden, steps: sequenceSteps)
+        // The last stage's sampler reads only its logit rows: the last layer skips the others' queries and MLP.
+        decoder.forward(hidden, steps: sequenceSteps, readRows: isLast ? StageSampler.logitRows(sequences).rows : nil)
         steps += 1
     }
 

@@ -37,25 +37,30 @@ final class StageSampler {
         self.context = context
     }
 
+    /// The rows of a step's hidden states the sampler reads (ascending): the last row of each sequence,
+    /// every row (one per beam) of a beam-search step; and, per sequence, the index of its first one.
+    static func logitRows(_ sequences: [SequenceSlice]) -> (rows: [Int], first: [Int]) {
+        var rows: [Int] = [], first: [Int] = []
+        var row = 0
+        for slice in sequences {
+            first.append(rows.count)
+            if slice.parents != nil {
+                rows += row..<(row + slice.newTokens)
+            } else {
+                rows.append(row + slice.newTokens - 1)
+            }
+            row += slice.newTokens
+        }
+        return (rows, first)
+    }
+
     /// Samples the next token of every sequence of a step whose `hidden` states went through the last
     /// stage's layers. `admitted` holds the parameters of the sequences prefilled in this step. Finished
     /// jobs go to the coordinator (rank 0), and leave this stage's caches unless it is also stage 0
     /// (whose scheduler drops them when it reads the updates).
     func sample(microBatch: Int64, step: Int64, sequences: [SequenceSlice], admitted: [AdmittedSequence],
                 hidden: Tensor) throws -> TokensMessage {
-        // Logit rows: the last row of each sequence, every row (one per beam) of a beam-search step.
-        var logitRows: [Int] = []
-        var firstLogitRow: [Int] = []
-        var row = 0
-        for slice in sequences {
-            firstLogitRow.append(logitRows.count)
-            if slice.parents != nil {
-                logitRows += row..<(row + slice.newTokens)
-            } else {
-                logitRows.append(row + slice.newTokens - 1)
-            }
-            row += slice.newTokens
-        }
+        let (logitRows, firstLogitRow) = Self.logitRows(sequences)
         let logits = stage.decoder.logits(hidden, rows: logitRows)
         let v = vocabSize
         var updates: [TokenUpdate] = []

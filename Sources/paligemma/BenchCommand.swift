@@ -142,7 +142,8 @@ struct BenchCommand: ParsableCommand {
         let prefill = best(n) {
             cache = model.decoder.makeCache(capacity: ids.count + decodeSteps + 1)
             let x = model.embed(ids: ids, imageFeatures: features)
-            model.decoder.forward(x, steps: [SequenceStep(tokens: ids.count, cache: cache, prefixLength: ids.count)])
+            model.decoder.forward(x, steps: [SequenceStep(tokens: ids.count, cache: cache, prefixLength: ids.count)],
+                                  readRows: [ids.count - 1])
             _ = model.decoder.logits(x, rows: [ids.count - 1])
         }
         let prefillFlops = Double(FLOPs.decoder(d, tokens: ids.count, context: ids.count) + FLOPs.head(d, rows: 1))
