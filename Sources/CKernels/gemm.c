@@ -605,3 +605,52 @@ float pg_stream_sum(const float *p, size_t n) {
     for (size_t i = 0; i < n; i++) sum += p[i];
     return sum;
 }
+
+// MARK: FMA peak (registers only): the ceiling any product can reach on this machine
+
+#define FMA_CHAINS(V, FMA, SET1)                                                                              \
+    V x0 = SET1(1.0f), x1 = SET1(1.1f), x2 = SET1(1.2f), x3 = SET1(1.3f), x4 = SET1(1.4f), x5 = SET1(1.5f); \
+    V x6 = SET1(1.6f), x7 = SET1(1.7f), x8 = SET1(1.8f), x9 = SET1(1.9f), x10 = SET1(2.0f), x11 = SET1(2.1f); \
+    const V m = SET1(0.999999f), a = SET1(1e-7f);                                                              \
+    for (long r = 0; r < rounds; r++) {                                                                        \
+        x0 = FMA(x0, m, a); x1 = FMA(x1, m, a); x2 = FMA(x2, m, a); x3 = FMA(x3, m, a);                       \
+        x4 = FMA(x4, m, a); x5 = FMA(x5, m, a); x6 = FMA(x6, m, a); x7 = FMA(x7, m, a);                       \
+        x8 = FMA(x8, m, a); x9 = FMA(x9, m, a); x10 = FMA(x10, m, a); x11 = FMA(x11, m, a);                   \
+    }
+
+static volatile float fma_sink;
+
+#ifdef PG_X86
+__attribute__((target("avx512f"))) static double fma_loop_avx512(long rounds) {
+    FMA_CHAINS(__m512, _mm512_fmadd_ps, _mm512_set1_ps)
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(x0, x1), _mm512_add_ps(x2, x3)),
+                             _mm512_add_ps(_mm512_add_ps(x4, x5), _mm512_add_ps(x6, x7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(x8, x9), _mm512_add_ps(x10, x11)));
+    fma_sink = _mm512_reduce_add_ps(s);
+    return (double)rounds * 12 * 16 * 2;
+}
+
+__attribute__((target("avx2,fma"))) static double fma_loop_avx2(long rounds) {
+    FMA_CHAINS(__m256, _mm256_fmadd_ps, _mm256_set1_ps)
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3)),
+                             _mm256_add_ps(_mm256_add_ps(x4, x5), _mm256_add_ps(x6, x7)));
+    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(x8, x9), _mm256_add_ps(x10, x11)));
+    float t[8];
+    _mm256_storeu_ps(t, s);
+    fma_sink = t[0] + t[7];
+    return (double)rounds * 12 * 8 * 2;
+}
+#endif
+
+static inline float fma_scalar(float x, float m, float a) { return __builtin_fmaf(x, m, a); }
+#define SCALAR_SET1(v) (v)
+
+double pg_fma_peak_loop(long rounds) {
+#ifdef PG_X86
+    if (pg_gemm_available(PG_GEMM_AVX512)) return fma_loop_avx512(rounds);
+    if (pg_gemm_available(PG_GEMM_AVX2)) return fma_loop_avx2(rounds);
+#endif
+    FMA_CHAINS(float, fma_scalar, SCALAR_SET1)
+    fma_sink = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11;
+    return (double)rounds * 12 * 2;
+}

@@ -166,6 +166,7 @@ struct BenchCommand: ParsableCommand {
         // per second beside the machine's streaming read rate say how close decode is to the memory limit.
         let decodeBytes = Double(model.decoder.packedBytes)
         let bandwidth = Machine.readBandwidth()
+        let fmaPeak = Machine.fmaPeak()
 
         // End to end: one image, 16 greedy tokens (the transformers figure is 28.6 s at full size).
         let e2e = best(n) {
@@ -198,6 +199,7 @@ struct BenchCommand: ParsableCommand {
                        "weight_gb_per_s_batch1": round3(decodeBytes / d1 / 1e9),
                        "fraction_of_read_bandwidth_batch1": round3(decodeBytes / d1 / 1e9 / bandwidth)],
             "read_bandwidth_gb_per_s": round3(bandwidth),
+            "fma_peak_gflops": round1(fmaPeak),
             "cpu": Machine.cpuName, "cpu_features": Machine.cpuFeatures,
             "generate_16_tokens_seconds": round3(e2e),
         ]
@@ -305,6 +307,29 @@ enum Machine {
 
     /// ISA extensions our kernels care about (CPUID + XGETBV).
     static var cpuFeatures: String { String(cString: pg_cpu_features()) }
+
+    /// Multiply-add peak in GFLOP/s on `Parallel.threads` threads at once: independent FMA chains in
+    /// registers (`pg_fma_peak_loop`, the widest vectors our kernels use here), best of 5 runs of
+    /// ~0.1 s. No product can beat it; the phases' rates read against it say what is left.
+    static func fmaPeak() -> Double {
+        // Threads of its own: GCD's concurrentPerform sometimes ran both parts on one thread (half the peak).
+        let threads = max(1, Parallel.threads), rounds = 20_000_000
+        var best = 0.0
+        for _ in 0..<5 {
+            let done = DispatchSemaphore(value: 0)
+            let flops = UnsafeMutablePointer<Double>.allocate(capacity: threads)
+            let start = DispatchTime.now()
+            for t in 0..<threads {
+                let slot = Int(bitPattern: flops + t)   // an address: Sendable, unlike the pointer
+                Thread { UnsafeMutablePointer<Double>(bitPattern: slot)!.pointee = pg_fma_peak_loop(rounds); done.signal() }.start()
+            }
+            for _ in 0..<threads { done.wait() }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+            best = max(best, (0..<threads).reduce(0) { $0 + flops[$1] } / seconds / 1e9)
+            flops.deallocate()
+        }
+        return best
+    }
 
     /// Streaming read rate in GB/s on `Parallel.threads` threads: a 1 GiB buffer read whole, best of 5.
     static func readBandwidth() -> Double {

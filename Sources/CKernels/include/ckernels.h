@@ -143,6 +143,10 @@ const char *pg_cpu_features(void);
 /// Reads `n` floats once, streaming, and returns their sum (so the reads cannot be optimised away):
 /// the machine's read bandwidth when threads call it on disjoint parts of a buffer far larger than cache.
 float pg_stream_sum(const float *p, size_t n);
+/// Runs `rounds` rounds of 12 independent FMA chains (registers only, no memory traffic) on the widest
+/// vectors our kernels use on this CPU (AVX-512, else AVX2 + FMA, else scalar) and returns the
+/// floating-point operations done: timed on every thread at once, the machine's multiply-add peak.
+double pg_fma_peak_loop(long rounds);
 
 #ifdef __cplusplus
 }
